@@ -1,0 +1,78 @@
+"""Settings of `specgate serve`: CLI flags and `SPECGATE_*` environment variables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPECGATE_",
+        cli_prog_name="specgate serve",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        extra="ignore",
+    )
+
+    model: str | None = Field(
+        default=None,
+        description="Local Hugging Face model folder to serve. Default: the embedded "
+        "SmolLM2-135M-Instruct, prepared on first use.",
+    )
+    served_model_name: str | None = Field(
+        default=None, description="Model id clients send and /v1/models lists. Default: the folder name."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0 picks a free one).")
+    speculative: str = Field(
+        default="ngram",
+        description="Speculative decoding: 'ngram' (prompt lookup), 'off', or 'draft:PATH' "
+        "(a draft model folder). Ignored when --speculative-config is given.",
+    )
+    gamma_max: int = Field(default=4, ge=1, le=32, description="Largest draft length γ the engine may use.")
+    speculative_config: str | None = Field(
+        default=None, description="JSON passed to vLLM's --speculative-config verbatim (overrides --speculative)."
+    )
+    max_model_len: int = Field(default=2048, ge=16, description="Context length limit (prompt + output).")
+    max_num_seqs: int | None = Field(default=None, ge=1, description="Most sequences in one batch (vLLM default if unset).")
+    gpu_memory_utilization: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of accelerator memory for weights + KV cache. On the CPU backend: "
+        "fraction of the NUMA node's memory for KV cache. Default: 0.3 on CPU, vLLM's default on GPU.",
+    )
+    enforce_eager: bool | None = Field(
+        default=None, description="Disable CUDA graphs / torch.compile. Default: on for CPU, off for GPU."
+    )
+    dtype: str = Field(default="auto", description="Weight and activation dtype (auto, bfloat16, float16, float32).")
+    seed: int = Field(default=0, description="Engine seed.")
+    vllm_args: str = Field(
+        default="",
+        description="Extra vLLM engine flags, passed through verbatim, e.g. \"--max-num-batched-tokens 4096\".",
+    )
+    log_level: str = Field(default="info", description="uvicorn log level.")
+
+    @field_validator("speculative")
+    @classmethod
+    def _check_speculative(cls, value: str) -> str:
+        if value in ("ngram", "off") or (value.startswith("draft:") and len(value) > len("draft:")):
+            return value
+        raise ValueError("must be 'ngram', 'off' or 'draft:PATH'")
+
+    @field_validator("speculative_config")
+    @classmethod
+    def _check_speculative_config(cls, value: str | None) -> str | None:
+        if value is not None and not isinstance(json.loads(value), dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+    @model_validator(mode="after")
+    def _check_model_folder(self) -> "ServeSettings":
+        if self.model is not None and not (Path(self.model) / "config.json").is_file():
+            raise ValueError(f"--model {self.model!r} is not a model folder (no config.json)")
+        return self
