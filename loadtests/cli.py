@@ -1,0 +1,204 @@
+"""`specgate loadtest ...`: argparse subcommands; `run` drives one load test."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from loadtests.datasets import DatasetUnavailable
+from loadtests.loadgen import LoadResult, LoadSpec, run_load
+from loadtests.metrics_scrape import (
+    MetricsSnapshot,
+    SpecDecodeDelta,
+    scrape_metrics,
+    spec_decode_delta,
+)
+from loadtests.stream_request import RequestRecord
+from loadtests.workloads import WORKLOAD_NAMES, Workload, load_workload
+
+DEFAULT_URL = "http://127.0.0.1:8000/v1"
+CLOSED_LOOP_CONCURRENCY = 4
+OPEN_LOOP_CONCURRENCY = 1024
+"""Open loop: the in-flight cap is high enough not to throttle arrivals by default."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_run_command(subcommands: argparse._SubParsersAction) -> None:
+    run = subcommands.add_parser("run", help="run one load test against a loopback server")
+    run.add_argument(
+        "--url", default=DEFAULT_URL, help=f"API base URL, loopback only (default {DEFAULT_URL})"
+    )
+    run.add_argument("--model", required=True, help="model name sent in each request")
+    run.add_argument("--workload", default="mtbench", choices=WORKLOAD_NAMES)
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"closed loop: workers (default {CLOSED_LOOP_CONCURRENCY}); "
+        f"open loop: cap on requests in flight (default {OPEN_LOOP_CONCURRENCY})",
+    )
+    run.add_argument("--num-requests", type=int, default=32)
+    run.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: Poisson arrivals at this many requests/s (default: closed loop)",
+    )
+    run.add_argument(
+        "--max-duration", type=float, default=300.0, help="wall-clock bound in seconds"
+    )
+    run.add_argument(
+        "--warmup", type=int, default=0, help="warm-up requests, excluded from the stats"
+    )
+    run.add_argument(
+        "--max-tokens", type=int, default=None, help="override the workload's max output tokens"
+    )
+    run.add_argument(
+        "--limit", type=int, default=None, help="use only the first N prompts of the workload"
+    )
+    run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
+    run.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrival times")
+    run.add_argument(
+        "--api-key",
+        default=os.environ.get("SPECGATE_API_KEY"),
+        help="bearer token (default: $SPECGATE_API_KEY)",
+    )
+    run.add_argument(
+        "--no-metrics", action="store_true", help="do not scrape /metrics before and after"
+    )
+    run.add_argument(
+        "--no-records", action="store_true", help="leave per-request records out of the JSON"
+    )
+    run.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    run.set_defaults(handler=run_command)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The parser and its subcommand set, so further subcommands can register themselves."""
+    parser = argparse.ArgumentParser(
+        prog="specgate loadtest", description="load generator for OpenAI-compatible servers"
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_command(subcommands)
+    return parser, subcommands
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    result: LoadResult
+    spec_decode: SpecDecodeDelta | None
+    metrics_error: str | None
+
+
+async def _try_scrape(base_url: str) -> tuple[MetricsSnapshot | None, str | None]:
+    try:
+        return await scrape_metrics(base_url), None
+    except Exception as exc:  # metrics are optional: say why they are missing, keep the run
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+async def run_with_metrics(
+    spec: LoadSpec,
+    workload: Workload,
+    *,
+    scrape: bool,
+    on_record: Callable[[RequestRecord], None] | None = None,
+) -> RunOutcome:
+    """One load test framed by two /metrics scrapes (best effort) for spec-decode stats."""
+    before, error = await _try_scrape(spec.base_url) if scrape else (None, None)
+    result = await run_load(spec, workload.requests, on_record=on_record)
+    delta = None
+    if before is not None:
+        after, error = await _try_scrape(spec.base_url)
+        delta = spec_decode_delta(before, after) if after is not None else None
+    return RunOutcome(result, delta, error)
+
+
+def outcome_to_dict(
+    outcome: RunOutcome, workload: Workload, include_records: bool
+) -> dict[str, Any]:
+    return {
+        "workload": workload.to_dict(),
+        **outcome.result.to_dict(include_records=include_records),
+        "spec_decode": None if outcome.spec_decode is None else outcome.spec_decode.to_dict(),
+        "metrics_error": outcome.metrics_error,
+    }
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from loadtests.console import make_progress, summary_tables
+
+    console = Console(stderr=True)
+    default_concurrency = CLOSED_LOOP_CONCURRENCY if args.rate is None else OPEN_LOOP_CONCURRENCY
+    try:
+        spec = LoadSpec(
+            base_url=args.url,
+            model=args.model,
+            concurrency=args.concurrency or default_concurrency,
+            num_requests=args.num_requests,
+            max_duration_seconds=args.max_duration,
+            rate_per_second=args.rate,
+            warmup_requests=args.warmup,
+            api_key=args.api_key,
+            timeout_seconds=args.timeout,
+            seed=args.seed,
+        )
+        workload = load_workload(args.workload, limit=args.limit, max_tokens=args.max_tokens)
+    except (ValueError, DatasetUnavailable) as exc:
+        console.print(f"[red]specgate loadtest: {exc}")
+        return 2
+
+    console.print(
+        f"workload {workload.name}: {workload.description} ({len(workload.requests)} prompts)"
+    )
+    with make_progress(console) as progress:
+        task = progress.add_task("requests", total=spec.num_requests, errors=0)
+        errors = 0
+
+        def on_record(record: RequestRecord) -> None:
+            nonlocal errors
+            if record.warmup:
+                return
+            errors += not record.ok
+            progress.update(task, advance=1, errors=errors)
+
+        try:
+            outcome = asyncio.run(
+                run_with_metrics(spec, workload, scrape=not args.no_metrics, on_record=on_record)
+            )
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: connections closed, no results written")
+            return 130
+
+    output = Console()
+    for table in summary_tables(outcome.result, outcome.spec_decode):
+        output.print(table)
+    if outcome.metrics_error and not args.no_metrics:
+        console.print(f"[yellow]/metrics not used: {outcome.metrics_error}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        data = outcome_to_dict(outcome, workload, include_records=not args.no_records)
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        console.print(f"results written to {args.json}")
+    return 0 if outcome.result.summary.num_ok > 0 else 1
+
+
+def main(argv: list[str]) -> int:
+    parser, _ = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
