@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from roofline.specs import HardwareSpec
 
@@ -52,12 +53,99 @@ def fit_overhead_and_scale(samples: Iterable[tuple[float, float]]) -> tuple[floa
 
 
 def _through_origin(pairs: list[tuple[float, float]]) -> tuple[float, float]:
-    scale = sum(p * m for p, m in pairs) / sum(p * p for p, _ in pairs)
-    return 0.0, max(scale, MIN_SCALE)
+    denominator = sum(p * p for p, _ in pairs)
+    if not denominator > 0.0:  # predictions so small that their squares underflow
+        return 0.0, 1.0
+    scale = sum(p * m for p, m in pairs) / denominator
+    return 0.0, max(scale, MIN_SCALE) if math.isfinite(scale) else 1.0
 
 
 def _squared_error(pairs: list[tuple[float, float]], overhead: float, scale: float) -> float:
     return sum((m - overhead - scale * p) ** 2 for p, m in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class StepModelFit:
+    """measured ≈ overhead_seconds + per_token_seconds · tokens + scale · roofline seconds."""
+
+    overhead_seconds: float
+    per_token_seconds: float
+    scale: float
+
+
+# Fewer free parameters first: on ties (too few or collinear samples) the simpler model wins.
+_FREE_PARAMETER_SETS = ((2,), (0, 2), (1, 2), (0, 1, 2), (), (0,), (1,), (0, 1))
+
+
+def fit_step_model(samples: Iterable[tuple[float, float, float]]) -> StepModelFit:
+    """Bounded least squares for measured ≈ t0 + t_token · tokens + scale · predicted.
+
+    ``samples`` are (tokens in the step = B·q, predicted roofline seconds, measured seconds).
+    The per-token term captures work the roofline does not see and that grows with the
+    tokens verified — per-token sampling, and GEMMs far below peak at small M on CPUs — which
+    a (t0, scale) fit cannot express: without it, verification looks free on such engines.
+    t0 ≥ 0, t_token ≥ 0 and scale ≥ MIN_SCALE; solved exactly by trying every set of
+    parameters at their bounds (eight 3-parameter least-squares problems).
+    """
+    rows = [
+        ((1.0, float(t), float(p)), float(m))
+        for t, p, m in samples
+        if all(math.isfinite(v) and v >= 0.0 for v in (t, p, m))
+    ]
+    if not rows:
+        return StepModelFit(0.0, 0.0, 1.0)
+    lower = (0.0, 0.0, MIN_SCALE)
+    best, best_error = None, math.inf
+    for free in _FREE_PARAMETER_SETS:
+        params = _bounded_solution(rows, free, lower)
+        if params is None:
+            continue
+        error = sum((m - sum(p * x for p, x in zip(params, xs))) ** 2 for xs, m in rows)
+        if error < best_error * (1 - 1e-9) - 1e-30:
+            best, best_error = params, error
+    if best is None:
+        return StepModelFit(0.0, 0.0, 1.0)
+    return StepModelFit(*best)
+
+
+def _bounded_solution(
+    rows: list[tuple[tuple[float, float, float], float]], free: tuple[int, ...], lower: tuple[float, ...]
+) -> tuple[float, float, float] | None:
+    """Least squares over the ``free`` parameters, the others held at their lower bounds;
+    None if singular or out of bounds."""
+    params = list(lower)
+    if free:
+        targets = [m - sum(lower[j] * xs[j] for j in range(3) if j not in free) for xs, m in rows]
+        gram = [[sum(xs[i] * xs[j] for xs, _ in rows) for j in free] for i in free]
+        moment = [sum(xs[i] * y for (xs, _), y in zip(rows, targets)) for i in free]
+        solution = _solve(gram, moment)
+        if solution is None:
+            return None
+        for index, value in zip(free, solution):
+            if not (math.isfinite(value) and value >= lower[index]):
+                return None
+            params[index] = value
+    return params[0], params[1], params[2]
+
+
+def _solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting; None when (numerically) singular."""
+    size = len(vector)
+    a = [row[:] + [v] for row, v in zip(matrix, vector)]
+    scale = max(abs(x) for row in matrix for x in row) or 1.0
+    for column in range(size):
+        pivot = max(range(column, size), key=lambda r: abs(a[r][column]))
+        if abs(a[pivot][column]) <= 1e-12 * scale:
+            return None
+        a[column], a[pivot] = a[pivot], a[column]
+        for r in range(column + 1, size):
+            factor = a[r][column] / a[column][column]
+            for c in range(column, size + 1):
+                a[r][c] -= factor * a[column][c]
+    solution = [0.0] * size
+    for r in reversed(range(size)):
+        solution[r] = (a[r][size] - sum(a[r][c] * solution[c] for c in range(r + 1, size))) / a[r][r]
+    return solution
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,4 +231,4 @@ def _physical_memory_bytes() -> float:
         return 8e9
 
 
-__all__ = ["fit_overhead_and_scale", "measure_hardware", "median_seconds"]
+__all__ = ["StepModelFit", "fit_overhead_and_scale", "fit_step_model", "measure_hardware", "median_seconds"]

@@ -72,6 +72,7 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--kv-dtype", help="override KV-cache dtype (bfloat16, float16, fp8)")
     parser.add_argument("--overhead-ms", type=_non_negative, default=0.0, help="fixed per-step overhead t0 in ms")
     parser.add_argument("--scale", type=float, default=1.0, help="calibrated factor on the roofline time")
+    parser.add_argument("--per-token-ms", type=_non_negative, default=0.0, help="calibrated per-token step cost in ms")
 
 
 def _gamma_max_arg(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", "-m", required=True)
     fit.add_argument("--hardware", "-H", required=True)
     fit.add_argument("samples", help="CSV with columns batch,query_len,seq_len,measured_seconds")
+    fit.add_argument("--per-token", action="store_true", help="also fit a per-token cost t_token")
     fit.add_argument("--json", action="store_true")
 
     presets = commands.add_parser("presets", help="list model and hardware presets")
@@ -146,13 +148,17 @@ def _model(args: argparse.Namespace):
 
 def _planner(args: argparse.Namespace) -> GammaPlanner:
     draft_model = load_model(args.draft_model) if args.draft_model else None
+    gamma_max = getattr(args, "gamma_max", None)
+    if gamma_max is None:
+        gamma_max = max(16, args.gamma)
     return GammaPlanner(
         _model(args),
         load_hardware(args.hardware),
-        gamma_max=getattr(args, "gamma_max", None) or max(16, getattr(args, "gamma", 0) or 0),
+        gamma_max=gamma_max,
         draft_cost_ratio=args.draft_cost,
         overhead_seconds=args.overhead_ms / 1e3,
         scale=args.scale,
+        per_token_seconds=args.per_token_ms / 1e3,
         draft_model=draft_model,
         draft_block_size=args.draft_block,
         bucket_seq_len=False,
@@ -162,6 +168,8 @@ def _planner(args: argparse.Namespace) -> GammaPlanner:
 def _optional_planner(args: argparse.Namespace) -> GammaPlanner | None:
     if bool(args.model) != bool(args.hardware):
         raise SystemExit("specgate roofline: give both --model and --hardware, or neither")
+    if not args.model and (args.draft_model or args.draft_block):
+        raise SystemExit("specgate roofline: --draft-model and --draft-block need --model and --hardware")
     return _planner(args) if args.model else None
 
 
@@ -185,11 +193,14 @@ def _print_settings(report: dict) -> None:
         f"{report['model']} ({report['weight_dtype']}, KV {report['kv_cache_dtype']}) on {report['hardware']}, "
         f"seq {report['seq_len']}, acceptance {_fmt_acceptance(report['acceptance'])}, {draft}, "
         f"γ ≤ {report['gamma_max']}, t0 {report['overhead_seconds'] * 1e3:g} ms, scale {report['scale']:g}"
+        + (f", {report['per_token_seconds'] * 1e3:g} ms/token" if report["per_token_seconds"] else "")
     )
 
 
 def _run_speedup(args: argparse.Namespace) -> dict:
     planner = _optional_planner(args)
+    if planner is not None and args.gamma > planner.gamma_max:
+        raise ValueError(f"γ = {args.gamma} exceeds the block size {planner.gamma_max}")
     report = speedup_report(args.acceptance, args.gamma, args.draft_cost, args.classic, planner, args.batch, args.seq)
     if not args.json:
         where = f" at batch {args.batch}, seq {args.seq} on {planner.hardware.name}" if planner and not args.classic else ""
@@ -283,7 +294,7 @@ def _run_calibrate(args: argparse.Namespace) -> dict:
 
 
 def _run_fit(args: argparse.Namespace) -> dict:
-    from roofline.calibration import fit_overhead_and_scale
+    from roofline.calibration import fit_overhead_and_scale, fit_step_model
     from roofline.cost import step_time_seconds
 
     model, hardware = load_model(args.model), load_hardware(args.hardware)
@@ -291,16 +302,28 @@ def _run_fit(args: argparse.Namespace) -> dict:
         rows = list(csv.DictReader(handle))
     samples = [
         (
+            int(r["batch"]) * int(r["query_len"]),
             step_time_seconds(model, hardware, int(r["batch"]), int(r["query_len"]), int(r["seq_len"])),
             float(r["measured_seconds"]),
         )
         for r in rows
     ]
-    overhead, scale = fit_overhead_and_scale(samples)
-    report = {"model": model.name, "hardware": hardware.name, "samples": len(samples), "overhead_seconds": overhead, "scale": scale}
+    if args.per_token:
+        fitted = fit_step_model(samples)
+        overhead, per_token, scale = fitted.overhead_seconds, fitted.per_token_seconds, fitted.scale
+    else:
+        (overhead, scale), per_token = fit_overhead_and_scale((p, m) for _, p, m in samples), 0.0
+    report = {
+        "model": model.name,
+        "hardware": hardware.name,
+        "samples": len(samples),
+        "overhead_seconds": overhead,
+        "per_token_seconds": per_token,
+        "scale": scale,
+    }
     if not args.json:
-        print(f"{len(samples)} samples: t0 = {overhead * 1e3:.3f} ms, scale = {scale:.4f}")
-        print(f"use: --overhead-ms {overhead * 1e3:.4g} --scale {scale:.4g}")
+        print(f"{len(samples)} samples: t0 = {overhead * 1e3:.3f} ms, t_token = {per_token * 1e3:.4f} ms, scale = {scale:.4f}")
+        print(f"use: --overhead-ms {overhead * 1e3:.4g} --per-token-ms {per_token * 1e3:.4g} --scale {scale:.4g}")
     return report
 
 

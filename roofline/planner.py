@@ -6,8 +6,13 @@ evaluates C(B, q, S) for q = 1..γ_max+1 in one sweep (a few µs), and the resul
 ratios are cached per (batch, sequence-length bucket), so a repeated (B, S) costs a dict
 lookup plus a γ_max-long loop. Speedup model (see :mod:`roofline.speculation`):
 
-    t(q) = t0 + scale · C(B, q, S)
+    t(q) = t0 + t_token · B·q + scale · C(B, q, S)
     S(γ) = E(γ) · t(1) / [t(γ+1) + draft seconds(γ)]
+
+t0 and scale come from calibration (:func:`roofline.calibration.fit_overhead_and_scale`);
+t_token (default 0) is an optional per-token cost for engines whose per-token work (sampling,
+small-M GEMM inefficiency on CPUs) the roofline does not see
+(:func:`roofline.calibration.fit_step_model`).
 """
 
 from __future__ import annotations
@@ -140,6 +145,7 @@ class GammaPlanner:
         "draft_cost_ratio",
         "overhead_seconds",
         "scale",
+        "per_token_seconds",
         "draft_model",
         "draft_block_size",
         "bucket_seq_len",
@@ -159,6 +165,7 @@ class GammaPlanner:
         overhead_seconds: float = 0.0,
         scale: float = 1.0,
         *,
+        per_token_seconds: float = 0.0,
         draft_model: ModelSpec | None = None,
         draft_block_size: int | None = None,
         bucket_seq_len: bool = True,
@@ -171,6 +178,8 @@ class GammaPlanner:
             raise ValueError(f"draft_cost_ratio must be ≥ 0, got {draft_cost_ratio}")
         if overhead_seconds < 0:
             raise ValueError(f"overhead_seconds must be ≥ 0, got {overhead_seconds}")
+        if per_token_seconds < 0:
+            raise ValueError(f"per_token_seconds must be ≥ 0, got {per_token_seconds}")
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         if draft_block_size is not None and draft_block_size < 1:
@@ -180,6 +189,7 @@ class GammaPlanner:
         self.draft_cost_ratio = float(draft_cost_ratio)
         self.overhead_seconds = float(overhead_seconds)
         self.scale = float(scale)
+        self.per_token_seconds = float(per_token_seconds)
         self.draft_model = draft_model
         self.draft_block_size = draft_block_size
         self.bucket_seq_len = bucket_seq_len
@@ -193,8 +203,13 @@ class GammaPlanner:
         self._query_lens = tuple(range(1, self.gamma_max + 2))
         self._cache: dict[tuple[int, int], tuple[float, ...]] = {}
 
-    def with_calibration(self, overhead_seconds: float | None = None, scale: float | None = None) -> GammaPlanner:
-        """A planner with a new t0 and/or scale, sharing the precomputed coefficients."""
+    def with_calibration(
+        self,
+        overhead_seconds: float | None = None,
+        scale: float | None = None,
+        per_token_seconds: float | None = None,
+    ) -> GammaPlanner:
+        """A planner with a new t0, scale and/or t_token, sharing the precomputed coefficients."""
         return GammaPlanner(
             self.model,
             self.hardware,
@@ -202,6 +217,7 @@ class GammaPlanner:
             self.draft_cost_ratio,
             self.overhead_seconds if overhead_seconds is None else overhead_seconds,
             self.scale if scale is None else scale,
+            per_token_seconds=self.per_token_seconds if per_token_seconds is None else per_token_seconds,
             draft_model=self.draft_model,
             draft_block_size=self.draft_block_size,
             bucket_seq_len=self.bucket_seq_len,
@@ -210,8 +226,9 @@ class GammaPlanner:
         )
 
     def step_seconds(self, batch: int, query_len: int, seq_len: int) -> float:
-        """Predicted step time t0 + scale · C(B, q, S) (exact sequence length, no cache)."""
-        return self.overhead_seconds + self.scale * self._target.seconds_one(batch, query_len, seq_len)
+        """Predicted step time t0 + t_token·B·q + scale · C(B, q, S) (exact sequence length)."""
+        roofline = self._target.seconds_one(batch, query_len, seq_len)
+        return self.overhead_seconds + self.per_token_seconds * batch * query_len + self.scale * roofline
 
     def cost_ratios(self, batch: int, seq_len: int) -> tuple[float, ...]:
         """[t(γ+1) + draft seconds(γ)] / t(1) for γ = 0..γ_max: the speedup denominators."""
@@ -222,28 +239,29 @@ class GammaPlanner:
         if ratios is None:
             ratios = self._compute_ratios(batch, seq_len)
             if len(self._cache) >= self.cache_entries:
-                del self._cache[next(iter(self._cache))]
+                self._cache.pop(next(iter(self._cache)), None)
             self._cache[key] = ratios
         return ratios
 
     def _compute_ratios(self, batch: int, seq_len: int) -> tuple[float, ...]:
         if batch < 1 or seq_len < 0:
             raise ValueError(f"need batch ≥ 1 and seq_len ≥ 0, got {batch}, {seq_len}")
-        overhead, scale = self.overhead_seconds, self.scale
+        overhead, scale, per_token = self.overhead_seconds, self.scale, self.per_token_seconds * batch
         roofline = self._target.seconds(batch, self._query_lens, seq_len)
-        decode = overhead + scale * roofline[0]
+        steps = [overhead + per_token * q + scale * r for q, r in zip(self._query_lens, roofline)]
+        decode = steps[0]
         if decode <= 0.0:
             raise ValueError("predicted decode step time is zero")
         if self.draft_block_size is None:
-            per_token = self.draft_cost_ratio * decode
+            per_draft = self.draft_cost_ratio * decode
             if self._draft is not None:
-                per_token += scale * self._draft.seconds_one(batch, 1, seq_len)
-            ratios = [(overhead + scale * r + gamma * per_token) / decode for gamma, r in enumerate(roofline)]
+                per_draft += scale * self._draft.seconds_one(batch, 1, seq_len)
+            ratios = [(step + gamma * per_draft) / decode for gamma, step in enumerate(steps)]
         else:
             per_block = self.draft_cost_ratio * decode
             if self._draft is not None:
                 per_block += scale * self._draft.seconds_one(batch, self.draft_block_size, seq_len)
-            ratios = [(overhead + scale * r + per_block) / decode for r in roofline]
+            ratios = [(step + per_block) / decode for step in steps]
         ratios[0] = 1.0
         return tuple(ratios)
 
@@ -291,7 +309,8 @@ class GammaPlanner:
     def __repr__(self) -> str:
         return (
             f"GammaPlanner(model={self.model.name!r}, hardware={self.hardware.name!r}, gamma_max={self.gamma_max}, "
-            f"draft_cost_ratio={self.draft_cost_ratio}, overhead_seconds={self.overhead_seconds}, scale={self.scale})"
+            f"draft_cost_ratio={self.draft_cost_ratio}, overhead_seconds={self.overhead_seconds}, scale={self.scale}, "
+            f"per_token_seconds={self.per_token_seconds})"
         )
 
 

@@ -61,7 +61,8 @@ def plot_overview(
         draft += f" (block {planner.draft_block_size})"
     figure.suptitle(
         f"{planner.model.name} on {planner.hardware.name} — seq {seq_len}, {draft}, γ ≤ {planner.gamma_max}, "
-        f"t0 {planner.overhead_seconds * 1e3:g} ms, scale {planner.scale:g}",
+        f"t0 {planner.overhead_seconds * 1e3:g} ms, scale {planner.scale:g}"
+        + (f", {planner.per_token_seconds * 1e3:g} ms/token" if planner.per_token_seconds else ""),
         fontsize=13,
     )
     _heatmap(axes[0, 0], gammas, batches, acceptances, "γ* (0 = do not speculate)", "viridis", "{:d}")

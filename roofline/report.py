@@ -126,6 +126,7 @@ def _settings(planner: GammaPlanner, seq_len: int, acceptance: Acceptance) -> di
         "gamma_max": planner.gamma_max,
         "overhead_seconds": planner.overhead_seconds,
         "scale": planner.scale,
+        "per_token_seconds": planner.per_token_seconds,
     }
 
 

@@ -179,3 +179,13 @@ def test_optimal_is_fast_enough_for_every_step(llama8b, h100):
     seq_lens = iter(range(10_000, 10_000 + 4000))
     cold = lambda: (planner._cache.clear(), planner.optimal(16, next(seq_lens), 0.6))  # noqa: E731
     assert _median_microseconds(cold, 2000) < 60.0
+
+
+def test_per_token_cost_makes_verification_dearer(smollm):
+    cpu = load_hardware("cpu-local")
+    plain = GammaPlanner(smollm, cpu, gamma_max=8, overhead_seconds=0.01, bucket_seq_len=False)
+    per_token = plain.with_calibration(per_token_seconds=0.002)
+    assert per_token.step_seconds(4, 3, 512) == pytest.approx(plain.step_seconds(4, 3, 512) + 0.002 * 12)
+    ratios = per_token.cost_ratios(4, 512)
+    assert ratios[2] == pytest.approx(per_token.step_seconds(4, 3, 512) / per_token.step_seconds(4, 1, 512))
+    assert per_token.optimal(16, 512, 0.6)[0] < plain.optimal(16, 512, 0.6)[0]
