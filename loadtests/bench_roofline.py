@@ -94,9 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     clear_cost = summary("cache.clear() alone", time_calls(lambda: planner._cache.clear(), [()] * cold_calls))
 
     if args.json:
-        print(json.dumps({"model": model.name, "hardware": hardware.name, "gamma_max": GAMMA_MAX, "results": results}, indent=2))
+        print(
+            json.dumps(
+                {"model": model.name, "hardware": hardware.name, "gamma_max": GAMMA_MAX, "results": results}, indent=2
+            )
+        )
         return 0
-    print(f"GammaPlanner.optimal, {model.name} on {hardware.name}, gamma_max={GAMMA_MAX}, budget {BUDGET_MICROSECONDS:g} us")
+    print(
+        f"GammaPlanner.optimal, {model.name} on {hardware.name}, gamma_max={GAMMA_MAX}, budget {BUDGET_MICROSECONDS:g} us"
+    )
     print(f"{'case':32} {'calls':>7} {'median us':>10} {'p99 us':>8} {'median/budget':>14} {'p99/budget':>11}")
     for r in results:
         print(

@@ -32,9 +32,7 @@ def fit_overhead_and_scale(samples: Iterable[tuple[float, float]]) -> tuple[floa
     fit on its boundary (t0 = 0, or scale at its floor) is taken.
     """
     pairs = [
-        (float(p), float(m))
-        for p, m in samples
-        if math.isfinite(p) and math.isfinite(m) and p >= 0.0 and m >= 0.0
+        (float(p), float(m)) for p, m in samples if math.isfinite(p) and math.isfinite(m) and p >= 0.0 and m >= 0.0
     ]
     if not pairs or all(p == 0.0 for p, _ in pairs):
         return 0.0, 1.0
@@ -153,7 +151,9 @@ def _solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None
 # --------------------------------------------------------------------------------------------
 
 
-def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 2, sync: Callable[[], object] | None = None) -> float:
+def median_seconds(
+    run: Callable[[], object], repeats: int, warmup: int = 2, sync: Callable[[], object] | None = None
+) -> float:
     """Median wall time of ``run`` over ``repeats`` calls after ``warmup`` unmeasured calls."""
     for _ in range(warmup):
         run()

@@ -14,8 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from roofline.planner import GammaPlanner
-from roofline.report import crossover_report, estimate_report, optimal_report, speedup_report
-from roofline.specs import hardware_presets, hardware_to_toml, load_hardware, load_model, model_presets
+from roofline.report import (
+    crossover_report,
+    estimate_report,
+    optimal_report,
+    speedup_report,
+)
+from roofline.specs import (
+    hardware_presets,
+    hardware_to_toml,
+    load_hardware,
+    load_model,
+    model_presets,
+)
 from roofline.speculation import Acceptance
 
 
@@ -203,7 +214,9 @@ def _run_speedup(args: argparse.Namespace) -> dict:
         raise ValueError(f"γ = {args.gamma} exceeds the block size {planner.gamma_max}")
     report = speedup_report(args.acceptance, args.gamma, args.draft_cost, args.classic, planner, args.batch, args.seq)
     if not args.json:
-        where = f" at batch {args.batch}, seq {args.seq} on {planner.hardware.name}" if planner and not args.classic else ""
+        where = (
+            f" at batch {args.batch}, seq {args.seq} on {planner.hardware.name}" if planner and not args.classic else ""
+        )
         print(f"γ = {args.gamma}, acceptance {_fmt_acceptance(args.acceptance)}, draft cost {args.draft_cost:g}{where}")
         print(f"expected tokens per step E = {report['expected_tokens']:.4f}")
         print(f"verification cost = {report['verify_cost_ratio']:.4f} decode steps ({report['mode']})")
@@ -215,7 +228,9 @@ def _run_speedup(args: argparse.Namespace) -> dict:
 
 def _run_optimal(args: argparse.Namespace) -> dict:
     planner = _optional_planner(args)
-    report = optimal_report(args.acceptance, args.draft_cost, args.gamma_max, args.classic, planner, args.batch, args.seq)
+    report = optimal_report(
+        args.acceptance, args.draft_cost, args.gamma_max, args.classic, planner, args.batch, args.seq
+    )
     if not args.json:
         print(f"γ* = {report['gamma']}, speedup {report['speedup']:.4f}x ({report['mode']})")
         rows = [[str(g), f"{s:.4f}"] for g, s in enumerate(report["curve"])]
@@ -322,7 +337,9 @@ def _run_fit(args: argparse.Namespace) -> dict:
         "scale": scale,
     }
     if not args.json:
-        print(f"{len(samples)} samples: t0 = {overhead * 1e3:.3f} ms, t_token = {per_token * 1e3:.4f} ms, scale = {scale:.4f}")
+        print(
+            f"{len(samples)} samples: t0 = {overhead * 1e3:.3f} ms, t_token = {per_token * 1e3:.4f} ms, scale = {scale:.4f}"
+        )
         print(f"use: --overhead-ms {overhead * 1e3:.4g} --per-token-ms {per_token * 1e3:.4g} --scale {scale:.4g}")
     return report
 
@@ -341,7 +358,11 @@ def _run_presets(args: argparse.Namespace) -> dict:
         },
     }
     if not args.json:
-        print(_table(["model", "params", "hf id"], [[n, f"{m.total_params / 1e9:.3g} B", m.hf_id] for n, m in models.items()]))
+        print(
+            _table(
+                ["model", "params", "hf id"], [[n, f"{m.total_params / 1e9:.3g} B", m.hf_id] for n, m in models.items()]
+            )
+        )
         print()
         print(
             _table(

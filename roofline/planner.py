@@ -71,7 +71,9 @@ class StepCoefficients:
             )
             if op.num_experts:
                 miss = 1.0 - op.experts_per_token / op.num_experts
-                experts.append((*coefficients, op.count * op.bytes_per_touched_expert / bandwidth, op.num_experts, miss))
+                experts.append(
+                    (*coefficients, op.count * op.bytes_per_touched_expert / bandwidth, op.num_experts, miss)
+                )
             else:
                 linear.append(coefficients)
         self._linear_ops = tuple(linear)

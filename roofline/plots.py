@@ -75,11 +75,17 @@ def plot_overview(
         (line,) = curves.plot(gamma_axis, curve, marker="o", markersize=3, label=f"B = {batch}")
         best = int(np.argmax(curve))
         curves.plot([best], [curve[best]], marker="*", markersize=14, color=line.get_color())
-        ratio = [planner.step_seconds(batch, g + 1, seq_len) / planner.step_seconds(batch, 1, seq_len) for g in gamma_axis]
+        ratio = [
+            planner.step_seconds(batch, g + 1, seq_len) / planner.step_seconds(batch, 1, seq_len) for g in gamma_axis
+        ]
         ratios.plot(gamma_axis, ratio, marker="o", markersize=3, color=line.get_color(), label=f"B = {batch}")
     alpha_text = f"{acceptance:g}" if isinstance(acceptance, (int, float)) else ",".join(f"{p:g}" for p in acceptance)
     curves.axhline(1.0, color="grey", linewidth=1, linestyle="--")
-    curves.set(title=f"speedup vs γ at acceptance {alpha_text} (★ = γ*)", xlabel="γ (draft tokens per step)", ylabel="speedup (x)")
+    curves.set(
+        title=f"speedup vs γ at acceptance {alpha_text} (★ = γ*)",
+        xlabel="γ (draft tokens per step)",
+        ylabel="speedup (x)",
+    )
     curves.legend()
     curves.grid(alpha=0.3)
     ratios.plot(gamma_axis, gamma_axis + 1, color="grey", linewidth=1, linestyle="--", label="compute-bound: γ + 1")

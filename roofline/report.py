@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from roofline.cost import fits_in_memory, step_cost
 from roofline.planner import GammaPlanner
-from roofline.specs import HardwareSpec, ModelSpec
 from roofline.speculation import (
     Acceptance,
     best_gamma,
@@ -50,7 +49,9 @@ def speedup_report(
     curve = planner.speedup_curve(batch, seq_len, acceptance)
     report.update(_planner_context(planner, batch, seq_len))
     report["speedup"] = curve[gamma]
-    report["verify_cost_ratio"] = planner.step_seconds(batch, gamma + 1, seq_len) / planner.step_seconds(batch, 1, seq_len)
+    report["verify_cost_ratio"] = planner.step_seconds(batch, gamma + 1, seq_len) / planner.step_seconds(
+        batch, 1, seq_len
+    )
     return report
 
 
@@ -87,9 +88,7 @@ def _planner_context(planner: GammaPlanner, batch: int, seq_len: int) -> dict:
     return {"model": planner.model.name, "hardware": planner.hardware.name, "batch": batch, "seq_len": seq_len}
 
 
-def estimate_report(
-    planner: GammaPlanner, batches: Sequence[int], seq_len: int, acceptance: Acceptance
-) -> dict:
+def estimate_report(planner: GammaPlanner, batches: Sequence[int], seq_len: int, acceptance: Acceptance) -> dict:
     """Per batch size: decode step time, bound, γ*, speedup, and whether the KV cache fits."""
     rows = []
     for batch in batches:
@@ -152,7 +151,12 @@ def crossover_report(
     while low < max_batch and pays(min(2 * low, max_batch)):
         low = min(2 * low, max_batch)
     if low >= max_batch:
-        return {**settings, "crossover_batch": None, "pays_up_to_max_batch": True, "note": f"pays up to batch {max_batch}"}
+        return {
+            **settings,
+            "crossover_batch": None,
+            "pays_up_to_max_batch": True,
+            "note": f"pays up to batch {max_batch}",
+        }
     high = min(2 * low, max_batch)
     while high - low > 1:
         middle = (low + high) // 2
@@ -171,15 +175,4 @@ def crossover_report(
     }
 
 
-def model_summary(model: ModelSpec, hardware: HardwareSpec) -> dict:
-    return {
-        "model": model.name,
-        "params": model.total_params,
-        "weight_bytes": model.weight_bytes,
-        "kv_bytes_per_token": model.kv_bytes_per_token,
-        "hardware": hardware.name,
-        "ridge_flops_per_byte": hardware.ridge_flops_per_byte,
-    }
-
-
-__all__ = ["crossover_report", "estimate_report", "model_summary", "optimal_report", "speedup_report"]
+__all__ = ["crossover_report", "estimate_report", "optimal_report", "speedup_report"]

@@ -305,9 +305,7 @@ def _spec_from_table(cls: type, name: str, table: dict[str, Any], where: str) ->
 
 
 def _presets(cls: type, filename: str) -> dict[str, Any]:
-    return {
-        name: _spec_from_table(cls, name, table, filename) for name, table in _read_preset_tables(filename).items()
-    }
+    return {name: _spec_from_table(cls, name, table, filename) for name, table in _read_preset_tables(filename).items()}
 
 
 def hardware_presets() -> dict[str, HardwareSpec]:
@@ -384,9 +382,7 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     presets = model_presets()
     found = _find_preset(presets, text)
     if found is None:
-        raise ValueError(
-            f"unknown model {text!r}; presets: {', '.join(presets)} (or a folder with config.json)"
-        )
+        raise ValueError(f"unknown model {text!r}; presets: {', '.join(presets)} (or a folder with config.json)")
     return found
 
 
@@ -394,7 +390,9 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
 # Hugging Face config.json
 # --------------------------------------------------------------------------------------------
 
-_NON_GATED_MODEL_TYPES = frozenset({"opt", "gpt2", "gpt_neox", "gptj", "gpt_bigcode", "bloom", "falcon", "phi", "starcoder2"})
+_NON_GATED_MODEL_TYPES = frozenset(
+    {"opt", "gpt2", "gpt_neox", "gptj", "gpt_bigcode", "bloom", "falcon", "phi", "starcoder2"}
+)
 
 
 def _first(config: dict[str, Any], *keys: str, default: Any = None) -> Any:

@@ -85,9 +85,7 @@ def operations_factor(acceptance: Acceptance, gamma: int, draft_ops_ratio: float
     return (gamma * draft_ops_ratio + gamma + 1.0) / expected_tokens_for(acceptance, gamma)
 
 
-def roofline_speedup(
-    acceptance: Acceptance, gamma: int, verify_cost_ratio: float, draft_cost: float
-) -> float:
+def roofline_speedup(acceptance: Acceptance, gamma: int, verify_cost_ratio: float, draft_cost: float) -> float:
     """E(γ) / [C(B, γ+1, S) / C(B, 1, S) + draft cost(γ)], both costs in target steps.
 
     ``draft_cost`` is the whole drafting cost of this step (γ·c for a per-token drafter)."""

@@ -99,14 +99,18 @@ def test_step_model_recovers_a_per_token_cost():
             predicted = max(0.01, 0.0004 * tokens) + 0.00001 * tokens  # a roofline: piecewise linear
             samples.append((tokens, predicted, 0.02 + 0.002 * tokens + 1.5 * predicted))
     fitted = fit_step_model(samples)
-    assert (fitted.overhead_seconds, fitted.per_token_seconds, fitted.scale) == pytest.approx((0.02, 0.002, 1.5), rel=1e-6)
+    assert (fitted.overhead_seconds, fitted.per_token_seconds, fitted.scale) == pytest.approx(
+        (0.02, 0.002, 1.5), rel=1e-6
+    )
 
 
 def test_step_model_without_per_token_cost_agrees_with_two_parameter_fit():
     samples = [(t, 0.001 * t + 0.01, 0.005 + 2.0 * (0.001 * t + 0.01)) for t in (1, 8, 64, 256)]
     fitted = fit_step_model(samples)
     assert fitted.per_token_seconds == pytest.approx(0.0, abs=1e-12)
-    assert (fitted.overhead_seconds, fitted.scale) == pytest.approx(fit_overhead_and_scale([(p, m) for _, p, m in samples]))
+    assert (fitted.overhead_seconds, fitted.scale) == pytest.approx(
+        fit_overhead_and_scale([(p, m) for _, p, m in samples])
+    )
 
 
 @given(st.lists(st.tuples(st.integers(0, 4096), seconds, seconds), max_size=20))

@@ -26,11 +26,28 @@ def test_speedup_classic_reproduces_leviathan(capsys):
 
 def test_speedup_roofline_with_model(capsys):
     report = run_json(
-        capsys, "speedup", "-a", "0.7", "-c", "0.05", "-g", "3", "--model", "llama-3.1-8b", "--hardware", "h100", "--batch", "256", "--seq", "1024"
+        capsys,
+        "speedup",
+        "-a",
+        "0.7",
+        "-c",
+        "0.05",
+        "-g",
+        "3",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100",
+        "--batch",
+        "256",
+        "--seq",
+        "1024",
     )
     assert report["mode"] == "roofline"
     assert report["verify_cost_ratio"] > 1.1
-    assert report["speedup"] == pytest.approx(report["expected_tokens"] / (report["verify_cost_ratio"] + 0.15), rel=1e-6)
+    assert report["speedup"] == pytest.approx(
+        report["expected_tokens"] / (report["verify_cost_ratio"] + 0.15), rel=1e-6
+    )
 
 
 def test_optimal_classic_and_per_position(capsys):
@@ -43,7 +60,20 @@ def test_optimal_classic_and_per_position(capsys):
 
 def test_estimate_rows_per_batch(capsys):
     report = run_json(
-        capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--batch", "1,8,64,256", "--seq", "4096", "--acceptance", "0.75", "--draft-cost", "0.1"
+        capsys,
+        "estimate",
+        "--model",
+        "llama-3.1-8b",
+        "--hardware",
+        "h100",
+        "--batch",
+        "1,8,64,256",
+        "--seq",
+        "4096",
+        "--acceptance",
+        "0.75",
+        "--draft-cost",
+        "0.1",
     )
     rows = report["rows"]
     assert [r["batch"] for r in rows] == [1, 8, 64, 256]
@@ -54,7 +84,22 @@ def test_estimate_rows_per_batch(capsys):
 
 def test_estimate_with_draft_model_and_dtypes(capsys):
     report = run_json(
-        capsys, "estimate", "-m", "llama-3.1-70b", "-H", "h200", "--batch", "1,64", "-a", "0.8", "--draft-model", "llama-3.1-8b", "--weight-dtype", "fp8", "--kv-dtype", "fp8"
+        capsys,
+        "estimate",
+        "-m",
+        "llama-3.1-70b",
+        "-H",
+        "h200",
+        "--batch",
+        "1,64",
+        "-a",
+        "0.8",
+        "--draft-model",
+        "llama-3.1-8b",
+        "--weight-dtype",
+        "fp8",
+        "--kv-dtype",
+        "fp8",
     )
     assert report["draft_model"] == "llama-3.1-8b" and report["weight_dtype"] == "fp8"
     assert report["rows"][0]["fits_in_memory"]
@@ -67,14 +112,33 @@ def test_estimate_table_is_readable(capsys):
 
 
 def test_crossover_finds_the_batch_where_speculation_stops_paying(capsys):
-    report = run_json(capsys, "crossover", "-m", "llama-3.1-70b", "-H", "h100", "-a", "0.75", "--draft-model", "llama-3.1-8b", "--seq", "512")
+    report = run_json(
+        capsys,
+        "crossover",
+        "-m",
+        "llama-3.1-70b",
+        "-H",
+        "h100",
+        "-a",
+        "0.75",
+        "--draft-model",
+        "llama-3.1-8b",
+        "--seq",
+        "512",
+    )
     batch = report["crossover_batch"]
     assert 32 < batch < 1024
     assert report["first_batch_not_paying"] == batch + 1
     from roofline import load_hardware, load_model
     from roofline.planner import GammaPlanner
 
-    planner = GammaPlanner(load_model("llama-3.1-70b"), load_hardware("h100"), 16, draft_model=load_model("llama-3.1-8b"), bucket_seq_len=False)
+    planner = GammaPlanner(
+        load_model("llama-3.1-70b"),
+        load_hardware("h100"),
+        16,
+        draft_model=load_model("llama-3.1-8b"),
+        bucket_seq_len=False,
+    )
     assert planner.optimal(batch, 512, 0.75)[1] > 1.0
     assert planner.optimal(batch + 1, 512, 0.75) == (0, 1.0)
 
@@ -82,13 +146,34 @@ def test_crossover_finds_the_batch_where_speculation_stops_paying(capsys):
 def test_crossover_reports_never_and_always(capsys):
     never = run_json(capsys, "crossover", "-m", "llama-3.1-8b", "-H", "h100", "-a", "0.1", "-c", "0.5")
     assert never["crossover_batch"] == 0
-    always = run_json(capsys, "crossover", "-m", "llama-3.1-8b", "-H", "h100", "-a", "0.9", "--seq", "8192", "--max-batch", "512")
+    always = run_json(
+        capsys, "crossover", "-m", "llama-3.1-8b", "-H", "h100", "-a", "0.9", "--seq", "8192", "--max-batch", "512"
+    )
     assert always["crossover_batch"] is None and always["pays_up_to_max_batch"]
 
 
 def test_plot_writes_a_png(tmp_path, capsys):
     output = tmp_path / "roofline.png"
-    assert main(["plot", "-m", "smollm2-135m", "-H", "cpu-local", "--max-batch", "64", "--batches", "1,16", "--gamma-max", "6", "-o", str(output)]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                "-m",
+                "smollm2-135m",
+                "-H",
+                "cpu-local",
+                "--max-batch",
+                "64",
+                "--batches",
+                "1,16",
+                "--gamma-max",
+                "6",
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert output.stat().st_size > 20_000
 
@@ -124,7 +209,24 @@ def test_errors_exit_with_two(capsys):
 @pytest.mark.skipif(not has_torch, reason="calibration measures with torch")
 def test_calibrate_writes_a_hardware_toml_usable_by_estimate(tmp_path, capsys):
     output = tmp_path / "here.toml"
-    assert main(["calibrate", "--name", "here", "--copy-mib", "8", "--matmul-size", "256", "--repeats", "3", "-o", str(output)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--name",
+                "here",
+                "--copy-mib",
+                "8",
+                "--matmul-size",
+                "256",
+                "--repeats",
+                "3",
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     report = run_json(capsys, "estimate", "-m", "smollm2-135m", "-H", str(output), "--batch", "1", "-a", "0.6")
     assert report["hardware"] == "here"
@@ -158,13 +260,35 @@ def test_fit_with_a_per_token_term(tmp_path, capsys):
     samples = tmp_path / "steps.csv"
     samples.write_text("\n".join(rows))
     report = run_json(capsys, "fit", "--per-token", "-m", "smollm2-135m", "-H", "cpu-local", str(samples))
-    assert (report["overhead_seconds"], report["per_token_seconds"], report["scale"]) == pytest.approx((0.01, 0.002, 1.2), rel=1e-6)
-    estimate = run_json(capsys, "estimate", "-m", "smollm2-135m", "-H", "cpu-local", "--batch", "1,64", "-a", "0.57", "--overhead-ms", "10", "--per-token-ms", "2", "--scale", "1.2")
+    assert (report["overhead_seconds"], report["per_token_seconds"], report["scale"]) == pytest.approx(
+        (0.01, 0.002, 1.2), rel=1e-6
+    )
+    estimate = run_json(
+        capsys,
+        "estimate",
+        "-m",
+        "smollm2-135m",
+        "-H",
+        "cpu-local",
+        "--batch",
+        "1,64",
+        "-a",
+        "0.57",
+        "--overhead-ms",
+        "10",
+        "--per-token-ms",
+        "2",
+        "--scale",
+        "1.2",
+    )
     assert estimate["rows"][1]["gamma"] <= 1
 
 
 def test_gamma_max_zero_and_block_limits(capsys):
     report = run_json(capsys, "optimal", "-a", "0.9", "--gamma-max", "0", "-m", "llama-3.1-8b", "-H", "h100")
     assert (report["gamma"], report["speedup"], report["curve"]) == (0, 1.0, [1.0])
-    assert main(["speedup", "-a", "0.9", "-g", "6", "-m", "llama-3.1-8b", "-H", "h100", "--draft-block", "4", "-c", "0.2"]) == 2
+    assert (
+        main(["speedup", "-a", "0.9", "-g", "6", "-m", "llama-3.1-8b", "-H", "h100", "--draft-block", "4", "-c", "0.2"])
+        == 2
+    )
     assert "block size" in capsys.readouterr().err

@@ -8,7 +8,15 @@ from roofline import HardwareSpec, ModelSpec, load_hardware, load_model
 from roofline.specs import hardware_presets, hardware_to_toml, model_presets
 
 REQUIRED_HARDWARE = ["h100-sxm", "h200", "a100-80gb", "l40s", "b200", "mi300x", "cpu-local"]
-REQUIRED_MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-65b", "opt-66b", "qwen2.5-7b", "mixtral-8x7b", "smollm2-135m"]
+REQUIRED_MODELS = [
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "llama-65b",
+    "opt-66b",
+    "qwen2.5-7b",
+    "mixtral-8x7b",
+    "smollm2-135m",
+]
 
 # Published parameter counts (biases and position embeddings excluded, hence the tolerance).
 PUBLISHED_PARAMS = {
@@ -83,7 +91,7 @@ def test_hardware_toml_round_trip(tmp_path, h100):
 def test_model_toml_file_with_table_selector(tmp_path):
     path = tmp_path / "models.toml"
     path.write_text(
-        '[tiny]\nhidden_size = 64\nnum_layers = 2\nnum_attention_heads = 4\nnum_kv_heads = 2\n'
+        "[tiny]\nhidden_size = 64\nnum_layers = 2\nnum_attention_heads = 4\nnum_kv_heads = 2\n"
         'head_dim = 16\nintermediate_size = 128\nvocab_size = 1000\nsource = "test"\n'
     )
     assert load_model(f"{path}:tiny").hidden_size == 64
@@ -108,7 +116,11 @@ LLAMA_CONFIG = {
 def test_local_folder_config_matches_preset(model_folder, smollm):
     local = load_model(model_folder(LLAMA_CONFIG, "SmolLM2-135M-Instruct"))
     assert local.name == "SmolLM2-135M-Instruct"
-    shape = lambda spec: {f.name: getattr(spec, f.name) for f in dataclasses.fields(ModelSpec) if f.name not in ("name", "source", "hf_id", "aliases")}  # noqa: E731
+    identity = ("name", "source", "hf_id", "aliases")
+
+    def shape(spec):
+        return {f.name: getattr(spec, f.name) for f in dataclasses.fields(ModelSpec) if f.name not in identity}
+
     assert shape(local) == shape(smollm)
 
 
