@@ -12,7 +12,6 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ _DTYPE_ALIASES: dict[str, str] = {
     "w4a16": "int4",
 }
 
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 HARDWARE_PRESETS_FILE = "hardware.toml"
 MODEL_PRESETS_FILE = "models.toml"
 
@@ -288,7 +288,7 @@ def _replace(spec: Any, **changes: Any) -> Any:
 
 @functools.lru_cache(maxsize=None)
 def _read_preset_tables(filename: str) -> dict[str, dict[str, Any]]:
-    text = resources.files("roofline").joinpath("presets").joinpath(filename).read_text(encoding="utf-8")
+    text = (PRESETS_DIR / filename).read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
