@@ -43,10 +43,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await stats_task
 
-    from server.routes import chat, completions, health, metrics, models
+    from server.routes import chat, completions, health, metrics, models, speculative
 
     app = FastAPI(title="specgate", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    for route_module in (chat, completions, models, health, metrics):
+    for route_module in (chat, completions, models, speculative, health, metrics):
         app.include_router(route_module.router)
     return app

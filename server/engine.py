@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from server.settings import ServeSettings
+from server.vllm_plugin import SCHEDULER_QUALNAME
 
 CPU_DEFAULT_MEMORY_UTILIZATION = 0.3
 
@@ -48,8 +49,11 @@ def _on_cpu() -> bool:
     return current_platform.is_cpu()
 
 
-def vllm_cli_args(settings: ServeSettings, model_path: Path) -> list[str]:
-    """The flags `vllm serve` would take for these settings (also used to start the peer)."""
+def vllm_cli_args(settings: ServeSettings, model_path: Path, *, with_controller: bool = True) -> list[str]:
+    """The flags `vllm serve` would take for these settings.
+
+    Without the controller they are the flags of the plain-vLLM peer in benchmarks: the same
+    engine, with vLLM's own scheduler and its fixed γ = gamma_max."""
     served_name = settings.served_model_name or model_path.name
     on_cpu = _on_cpu()
     args = [
@@ -69,6 +73,11 @@ def vllm_cli_args(settings: ServeSettings, model_path: Path) -> list[str]:
     spec = speculative_config(settings)
     if spec is not None:
         args += ["--speculative-config", json.dumps(spec)]
+        if with_controller:
+            options = {"gamma_policy": settings.gamma_policy}
+            if settings.hardware:
+                options["hardware"] = settings.hardware
+            args += ["--scheduler-cls", SCHEDULER_QUALNAME, "--additional-config", json.dumps({"specgate": options})]
     return args + shlex.split(settings.vllm_args)
 
 

@@ -34,6 +34,15 @@ class ServeSettings(BaseSettings):
         "(a draft model folder). Ignored when --speculative-config is given.",
     )
     gamma_max: int = Field(default=4, ge=1, le=32, description="Largest draft length γ the engine may use.")
+    gamma_policy: str = Field(
+        default="adaptive",
+        description="How γ is chosen each step: 'adaptive' (roofline + live acceptance), 'fixed:K', "
+        "'table:[[lo,hi,K],...]' (vLLM's batch-size table) or 'off'. Switch at run time with PUT /v1/speculative.",
+    )
+    hardware: str | None = Field(
+        default=None,
+        description="Roofline hardware preset or TOML file (see `specgate roofline presets`). Default: detected.",
+    )
     speculative_config: str | None = Field(
         default=None, description="JSON passed to vLLM's --speculative-config verbatim (overrides --speculative)."
     )
@@ -63,6 +72,13 @@ class ServeSettings(BaseSettings):
         if value in ("ngram", "off") or (value.startswith("draft:") and len(value) > len("draft:")):
             return value
         raise ValueError("must be 'ngram', 'off' or 'draft:PATH'")
+
+    @field_validator("gamma_policy")
+    @classmethod
+    def _check_gamma_policy(cls, value: str) -> str:
+        from server.controller.policy import GammaPolicy
+
+        return str(GammaPolicy.parse(value))
 
     @field_validator("speculative_config")
     @classmethod
