@@ -47,8 +47,17 @@ async def _specgate_error_handler(_: Request, error: SpecgateError) -> JSONRespo
     )
 
 
+async def _engine_dead_handler(_: Request, error: Exception) -> JSONResponse:
+    return openai_error_response(
+        "The inference engine is not running; retry against a healthy replica.",
+        HTTPStatus.SERVICE_UNAVAILABLE, error_type="service_unavailable",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     from vllm.entrypoints.serve.exception_handling.register import init_exception_handler
+    from vllm.v1.engine.exceptions import EngineDeadError
 
     init_exception_handler(app)
     app.add_exception_handler(SpecgateError, _specgate_error_handler)
+    app.add_exception_handler(EngineDeadError, _engine_dead_handler)

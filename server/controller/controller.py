@@ -47,7 +47,7 @@ class ControllerConfig:
 class StepPlan:
     gamma_by_request: dict[str, int]
     proposals_next_step: int
-    gamma: int  # the batch-level γ (policy's K, or adaptive γ*)
+    gamma: int  # the most drafts any request verifies this step
     predicted_speedup: float
     decision_seconds: float = 0.0
 
@@ -134,16 +134,23 @@ class GammaController:
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
         global_survival = self._global_survival()
-        gamma_by_request, most = {}, 0
+        gamma_by_request, most, drafts, expected = {}, 0, 0, 0.0
         for request_id, _ in requests:
             survival = self.acceptance.survival(request_id) or global_survival
             worth = 0
             while worth < gamma_max and survival[worth] > threshold:  # survival decreases in k
+                expected += survival[worth]
                 worth += 1
             gamma_by_request[request_id] = worth
+            drafts += worth
             most = max(most, worth)
-        proposals = self._proposals(most)
-        return StepPlan(gamma_by_request, proposals, gamma, curve[gamma])
+        # Predicted speedup of this allocation: tokens per request over the step's cost ratio,
+        # interpolated at the mean number of drafts per request.
+        mean_drafts = drafts / batch
+        low = int(mean_drafts)
+        ratio = ratios[low] if low == gamma_max else ratios[low] + (mean_drafts - low) * (ratios[low + 1] - ratios[low])
+        speedup = (1.0 + expected / batch) / ratio
+        return StepPlan(gamma_by_request, self._proposals(most), most, speedup)
 
     def _proposals(self, most_wanted: int) -> int:
         """How many drafts the drafter proposes for the next step."""

@@ -1,0 +1,172 @@
+"""The γ controller's decision logic on synthetic inputs (no engine)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from roofline import load_hardware, load_model
+from server.controller.acceptance import AcceptanceEstimates
+from server.controller.controller import ControllerConfig, GammaController
+from server.controller.policy import GammaPolicy
+
+
+def make_controller(policy="adaptive", gamma_max=4, **config):
+    config.setdefault("explore_probability", 0.0)
+    return GammaController(ControllerConfig(gamma_max=gamma_max, policy=GammaPolicy.parse(policy), **config),
+                           load_model("smollm2-135m"), load_hardware("cpu-local"))
+
+
+def batch(n, context=512, prefix="r"):
+    return [(f"{prefix}{i}", context) for i in range(n)]
+
+
+def set_global_acceptance(controller, p):
+    controller.acceptance.global_p = [p] * controller.config.gamma_max
+
+
+# ---- policies ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["adaptive", "off", "fixed:3", "table:[[1,4,4],[5,16,2],[17,64,0]]"])
+def test_policy_round_trips(text):
+    assert str(GammaPolicy.parse(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", "fixed", "fixed:x", "fixed:-1", "table:[[0,4,1]]", "table:nope", "greedy"])
+def test_bad_policies_are_rejected(text):
+    with pytest.raises(ValueError):
+        GammaPolicy.parse(text)
+
+
+def test_table_follows_vllm_rule_gaps_carry_forward():
+    policy = GammaPolicy.parse("table:[[1,4,4],[8,16,2]]")
+    assert [policy.table_gamma(b) for b in (1, 4, 5, 7, 8, 16, 100)] == [4, 4, 4, 4, 2, 2, 2]
+
+
+def test_fixed_table_and_off_policies_apply_to_every_request():
+    assert set(make_controller("fixed:3").plan(batch(5)).gamma_by_request.values()) == {3}
+    assert set(make_controller("fixed:9").plan(batch(5)).gamma_by_request.values()) == {4}  # capped at γ_max
+    table = make_controller("table:[[1,4,4],[5,64,1]]")
+    assert set(table.plan(batch(2)).gamma_by_request.values()) == {4}
+    assert set(table.plan(batch(8)).gamma_by_request.values()) == {1}
+    off = make_controller("off").plan(batch(3))
+    assert set(off.gamma_by_request.values()) == {0} and off.proposals_next_step == 0
+
+
+# ---- adaptive decisions ------------------------------------------------------------------
+def test_high_acceptance_small_batch_speculates_fully():
+    controller = make_controller()
+    set_global_acceptance(controller, 0.9)
+    plan = controller.plan(batch(1))
+    assert plan.gamma == 4 and plan.gamma_by_request == {"r0": 4} and plan.predicted_speedup > 1.5
+
+
+def test_zero_acceptance_turns_speculation_off():
+    controller = make_controller(hysteresis=0.0)
+    set_global_acceptance(controller, 0.0)
+    plan = controller.plan(batch(8))
+    assert plan.gamma == 0 and set(plan.gamma_by_request.values()) == {0}
+    assert plan.predicted_speedup == pytest.approx(1.0)
+
+
+def test_gamma_never_rises_with_batch_in_compute_bound_regime():
+    controller = make_controller(hysteresis=0.0)
+    set_global_acceptance(controller, 0.6)
+    gammas = []
+    for size in (1, 64, 256, 1024, 4096):
+        controller._held_gamma = 4
+        gammas.append(controller.plan(batch(size, context=64)).gamma)
+    assert gammas == sorted(gammas, reverse=True)
+    assert gammas[-1] < gammas[0]
+
+
+def test_a_copying_request_gets_more_drafts_than_a_wandering_one():
+    controller = make_controller(hysteresis=0.0)
+    set_global_acceptance(controller, 0.5)
+    for _ in range(20):
+        controller.acceptance.observe_verified("copier", drafted=4, accepted=4)
+        controller.acceptance.observe_verified("wanderer", drafted=4, accepted=0)
+    plan = controller.plan([("copier", 512), ("wanderer", 512)] + batch(30))
+    assert plan.gamma_by_request["copier"] > plan.gamma_by_request["wanderer"]
+    assert plan.gamma_by_request["wanderer"] == 0
+
+
+def test_hysteresis_holds_gamma_against_small_gains():
+    controller = make_controller(hysteresis=0.5)
+    set_global_acceptance(controller, 0.55)
+    first = controller.plan(batch(4)).gamma
+    set_global_acceptance(controller, 0.6)
+    assert controller.plan(batch(4)).gamma == first
+
+
+def test_shadow_proposals_keep_estimates_fresh_when_nobody_drafts():
+    controller = make_controller(hysteresis=0.0, shadow_every_steps=4)
+    set_global_acceptance(controller, 0.0)
+    proposals = [controller.plan(batch(4)).proposals_next_step for _ in range(8)]
+    assert proposals.count(0) == 6 and proposals.count(4) == 2
+
+
+def test_calibration_fits_measured_step_times():
+    controller = make_controller()
+    # a machine whose steps cost 20 ms fixed + 2 ms per token: the raw roofline knows neither
+    for size in (1, 2, 4, 8, 16, 32):
+        for q in (1, 2, 3, 5):
+            tokens = size * q
+            raw, _ = controller.predicted_step_seconds(size, tokens, 512)
+            controller.observe_step(size, tokens, 512, raw, 0.020 + 0.002 * tokens)
+    controller.recalibrate()
+    _, predicted = controller.predicted_step_seconds(8, 16, 512)
+    assert predicted == pytest.approx(0.020 + 0.002 * 16, rel=0.05)
+    assert controller.status()["calibration"]["samples"] == 24
+
+
+def test_calibrated_costly_verification_lowers_gamma_at_large_batch():
+    controller = make_controller(hysteresis=0.0)
+    set_global_acceptance(controller, 0.5)
+    for size in (1, 4, 16, 64):
+        for q in (1, 2, 5):
+            raw, _ = controller.predicted_step_seconds(size, size * q, 512)
+            controller.observe_step(size, size * q, 512, raw, 0.020 + 0.002 * size * q)
+    controller.recalibrate()
+    controller._held_gamma = 4
+    small = controller.plan(batch(1)).gamma
+    controller._held_gamma = 4
+    large = controller.plan(batch(64)).gamma
+    assert small > large
+
+
+# ---- acceptance estimates -----------------------------------------------------------------
+def test_verified_drafts_update_positions_up_to_the_first_rejection():
+    estimates = AcceptanceEstimates(gamma_max=4, prior=0.5, request_rate=0.5, global_rate=0.5)
+    estimates.observe_verified("r", drafted=4, accepted=2)
+    assert estimates.by_request["r"] == [0.75, 0.75, 0.25, 0.5]  # position 4 untried
+    assert estimates.survival("r") == pytest.approx([0.75, 0.5625, 0.140625, 0.0703125])
+
+
+def test_shadow_observations_move_only_their_position():
+    estimates = AcceptanceEstimates(gamma_max=3, prior=0.5, request_rate=0.5, global_rate=0.5)
+    estimates.observe_shadow("r", 0, matched=True)
+    assert estimates.by_request["r"] == [0.75, 0.5, 0.5]
+    estimates.observe_shadow("r", 5, matched=True)  # beyond γ_max: ignored
+    assert estimates.by_request["r"] == [0.75, 0.5, 0.5]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.integers(0, 6)), min_size=1, max_size=50))
+def test_estimates_stay_probabilities(observations):
+    estimates = AcceptanceEstimates(gamma_max=6)
+    for drafted, accepted in observations:
+        estimates.observe_verified("r", drafted, min(accepted, drafted))
+    assert all(0.0 <= p <= 1.0 for p in estimates.global_p + estimates.by_request["r"])
+    survival = estimates.survival("r")
+    assert survival == sorted(survival, reverse=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 128), st.floats(0.0, 1.0), st.sampled_from(["adaptive", "fixed:2", "off"]))
+def test_plan_gammas_are_within_bounds(size, acceptance, policy):
+    controller = make_controller(policy, hysteresis=0.0)
+    set_global_acceptance(controller, acceptance)
+    plan = controller.plan(batch(size))
+    assert set(plan.gamma_by_request) == {f"r{i}" for i in range(size)}
+    assert all(0 <= g <= 4 for g in plan.gamma_by_request.values())
+    assert 0 <= plan.proposals_next_step <= 4
+    assert plan.predicted_speedup >= 1.0 or policy != "adaptive"
