@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.specgate-installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test bench clean
+.PHONY: install system-deps run test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ run: install
 	$(VENV)/bin/specgate prepare-model
 	$(VENV)/bin/specgate serve --host $(HOST) --port $(PORT)
 
-test: install
+# The deploy tests run a real Prometheus and promtool (Debian's package).
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "need Prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
+
+test: install system-deps
 	$(VENV)/bin/specgate prepare-model
 	$(PY) -m pytest
 
