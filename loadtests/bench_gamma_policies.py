@@ -19,6 +19,8 @@ import json
 import math
 from pathlib import Path
 
+import os
+
 import httpx
 
 from loadtests.loadgen import LoadSpec, run_load
@@ -36,7 +38,8 @@ def parse_args(argv):
     parser.add_argument("--modes", default=DEFAULT_MODES)
     parser.add_argument("--gamma-max", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--min-requests", type=int, default=4, help="requests per point: max(this, 2·concurrency)")
+    parser.add_argument("--min-requests", type=int, default=4, help="requests per point: max(this, per-worker·concurrency)")
+    parser.add_argument("--requests-per-worker", type=float, default=2.0)
     parser.add_argument("--gateway-args", default="", help="extra flags for both gateways")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     extra = args.gateway_args.split()
     model = "SmolLM2-135M-Instruct"
     results: dict[str, dict[int, dict[str, float]]] = {}
+    # Two engines side by side: 2 GiB of KV cache each holds 64 × (prompt + 128) tokens with room.
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     with running_gateway(["--speculative", "ngram", "--gamma-max", str(args.gamma_max), *extra]) as spec_gw, \
             running_gateway(["--speculative", "off", *extra]) as off_gw:
         for workload_name in args.workloads.split(","):
@@ -90,7 +95,7 @@ def main(argv=None) -> int:
                     else:
                         url = spec_gw.base_url
                         httpx.put(f"{spec_gw.base_url}/speculative", json={"policy": mode}, timeout=30).raise_for_status()
-                    num_requests = max(args.min_requests, 2 * concurrency)
+                    num_requests = max(args.min_requests, round(args.requests_per_worker * concurrency))
                     point[mode] = asyncio.run(run_point(url, model, workload.requests, concurrency, num_requests))
                     print(f"{workload_name:<10} c={concurrency:<3} {mode:<40} {point[mode]:8.1f} tok/s", flush=True)
     return report(results, modes, args.json)
