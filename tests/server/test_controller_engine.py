@@ -9,7 +9,7 @@ from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.servers import running_gateway
-from tests.server.draft_models import truncated_draft
+from loadtests.draft_models import truncated_draft
 from tests.server.prompts import ALL, COPY_HEAVY
 
 pytestmark = pytest.mark.engine

@@ -1,4 +1,5 @@
-"""A useless draft model for tests: the target truncated to its first few layers."""
+"""A useless draft model for tests and benchmarks: the target truncated to its first layers
+(acceptance near zero: the controller must learn to stop drafting)."""
 
 import json
 import shutil
