@@ -24,7 +24,7 @@ import os
 import httpx
 
 from loadtests.loadgen import LoadSpec, run_load
-from loadtests.servers import running_gateway
+from loadtests.servers import exit_cleanly_on_sigterm, running_gateway
 from loadtests.workloads import load_workload
 
 DEFAULT_TABLE = "table:[[1,4,4],[5,16,2],[17,32,1],[33,4096,0]]"  # this CPU's crossover, by hand
@@ -74,6 +74,7 @@ def geomean(values: list[float]) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    exit_cleanly_on_sigterm()
     modes = split_modes(args.modes)
     levels = [int(c) for c in args.concurrency.split(",")]
     extra = args.gateway_args.split()

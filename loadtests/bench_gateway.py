@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 from loadtests.loadgen import LoadSpec, run_load
-from loadtests.servers import running_gateway, running_vllm_server
+from loadtests.servers import exit_cleanly_on_sigterm, running_gateway, running_vllm_server
 from loadtests.workloads import load_workload
 
 
@@ -44,6 +44,7 @@ async def measure(base_url: str, model: str, requests, concurrency: int, num_req
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_cleanly_on_sigterm()
     from server.engine import resolve_model_path, vllm_cli_args
     from server.settings import ServeSettings
 

@@ -20,7 +20,7 @@ import httpx
 
 from loadtests.bench_gamma_policies import run_point
 from loadtests.draft_models import truncated_draft
-from loadtests.servers import running_gateway
+from loadtests.servers import exit_cleanly_on_sigterm, running_gateway
 from loadtests.workloads import load_workload
 from server.model_prep import prepare_embedded_model
 
@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--warmup-requests", type=int, default=24, help="lets the controller learn first")
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     workload = load_workload(args.workload, max_tokens=args.max_tokens)
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -23,6 +23,12 @@ import httpx
 LOOPBACK = "127.0.0.1"
 
 
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `running_server` blocks stop their engines (a killed
+    benchmark must not leave 7 GiB engines behind)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
