@@ -1,7 +1,9 @@
 """γ policies side by side on real prompts: adaptive vs off vs fixed γ vs vLLM's batch-size table.
 
 One gateway (ngram, γ ≤ gamma_max) switches policy at run time through PUT /v1/speculative;
-a second gateway with speculation disabled in the engine is the true `off` baseline. At each
+`off` is its `off` policy (no drafts proposed or verified). With `--engine-off` a second
+gateway with speculation disabled in the engine is the `off` baseline instead; on a 2-core
+machine the second engine's threads disturb the first, so the default is one engine. At each
 (workload, concurrency) every mode runs back to back in rotating order, so machine noise
 lands on all of them. Prints output tokens/s per mode and the issue's ratios:
 adaptive / best mode per point, and geometric means vs the best single fixed setting and
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -40,7 +43,8 @@ def parse_args(argv):
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-requests", type=int, default=4, help="requests per point: max(this, per-worker·concurrency)")
     parser.add_argument("--requests-per-worker", type=float, default=2.0)
-    parser.add_argument("--gateway-args", default="", help="extra flags for both gateways")
+    parser.add_argument("--gateway-args", default="", help="extra flags for the gateway(s)")
+    parser.add_argument("--engine-off", action="store_true", help="`off` = a second gateway with --speculative off")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -82,8 +86,9 @@ def main(argv=None) -> int:
     results: dict[str, dict[int, dict[str, float]]] = {}
     # Two engines side by side: 2 GiB of KV cache each holds 64 × (prompt + 128) tokens with room.
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    with running_gateway(["--speculative", "ngram", "--gamma-max", str(args.gamma_max), *extra]) as spec_gw, \
-            running_gateway(["--speculative", "off", *extra]) as off_gw:
+    with contextlib.ExitStack() as stack:
+        spec_gw = stack.enter_context(running_gateway(["--speculative", "ngram", "--gamma-max", str(args.gamma_max), *extra]))
+        off_gw = stack.enter_context(running_gateway(["--speculative", "off", *extra])) if args.engine_off else None
         for workload_name in args.workloads.split(","):
             workload = load_workload(workload_name, max_tokens=args.max_tokens)
             results[workload_name] = {}
@@ -91,7 +96,7 @@ def main(argv=None) -> int:
                 point = results[workload_name][concurrency] = {}
                 rotation = level_index % len(modes)
                 for mode in modes[rotation:] + modes[:rotation]:
-                    if mode == "off":
+                    if mode == "off" and off_gw is not None:
                         url = off_gw.base_url
                     else:
                         url = spec_gw.base_url
