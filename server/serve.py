@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 from pydantic import ValidationError
@@ -18,15 +19,37 @@ def main(argv: list[str]) -> int:
     except ValidationError as error:
         print(f"specgate serve: invalid settings\n{error}")
         return 2
+    from server.auth import KeyRing, access_summary, is_loopback_host
+
+    try:
+        keys = KeyRing.from_settings(settings)
+    except ValueError as error:
+        print(f"specgate serve: {error}", file=sys.stderr)
+        return 2
+    if not keys.enabled and not is_loopback_host(settings.host) and not settings.allow_remote_without_keys:
+        print(f"specgate serve: refusing to serve {settings.host!r} without API keys: anyone who can reach "
+              "it could use it. Set SPECGATE_API_KEYS (or --api-key-file), bind to 127.0.0.1, or pass "
+              "--allow-remote-without-keys.", file=sys.stderr)
+        return 2
+    print(f"specgate serve: {access_summary(settings, keys)}", file=sys.stderr, flush=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a hub at run time
     _use_multiprocess_metrics()
 
     import uvicorn
 
     from server.app import create_app
+    from server.lifecycle import keep_exit_status_on_signals
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
-    return 0
+    app = create_app(settings, keys=keys)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=settings.drain_timeout_seconds)
+    server = uvicorn.Server(config)
+    app.state.server = server  # the engine watchdog (and vLLM's engine-error handler) stop it
+    keep_exit_status_on_signals()
+    server.run()
+    if not server.started:
+        return 3  # the lifespan (engine start) failed, as uvicorn.run reports it
+    return getattr(app.state, "exit_status", 0)
 
 
 def _use_multiprocess_metrics() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,63 @@ class ServeSettings(BaseSettings):
         description="Extra vLLM engine flags, passed through verbatim, e.g. \"--max-num-batched-tokens 4096\".",
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
+
+    # -- access -----------------------------------------------------------------------------
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys; clients send `Authorization: Bearer KEY`. Prefer the "
+        "SPECGATE_API_KEYS variable or --api-key-file to a flag (flags show in `ps`).",
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="File of API keys, one per line ('#' starts a comment)."
+    )
+    admin_api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated admin keys: they open the admin routes (PUT /v1/speculative) and "
+        "every other route. With keys configured and no admin key, admin routes answer 403.",
+    )
+    admin_api_key_file: Path | None = Field(default=None, description="File of admin keys, one per line.")
+    metrics_require_auth: bool = Field(
+        default=False, description="Require an API key on /metrics too (/health is always open)."
+    )
+    allow_remote_without_keys: bool = Field(
+        default=False,
+        description="Serve a non-loopback --host with no API keys configured. Without it the gateway "
+        "refuses to start unauthenticated on anything but loopback.",
+    )
+    # -- limits -----------------------------------------------------------------------------
+    max_queued_requests: int | None = Field(
+        default=None,
+        ge=0,
+        description="Sequences admitted beyond the engine's batch (max_num_seqs) to wait in its queue; "
+        "past running + queued the gateway answers 429 with Retry-After. A request counts n × prompts "
+        "sequences until its response (or stream) ends. Default: max_num_seqs.",
+    )
+    retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After of a 429.")
+    request_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest a generation request may take, queueing included; past it the engine "
+        "request is aborted: 504 before the response starts, an error event on a stream.",
+    )
+    reject_unknown_parameters: bool = Field(
+        default=True,
+        description="400 for request parameters the server does not implement (vLLM ignores them "
+        "silently). Off: accept and ignore them, as vLLM does.",
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body (413 past it).")
+    # -- failure and shutdown ---------------------------------------------------------------
+    exit_on_engine_death: bool = Field(
+        default=True,
+        description="Exit with status 1 when the engine core dies (after answering 503 for a moment), "
+        "so a supervisor restarts the gateway. Off: keep serving 503 until restarted by hand.",
+    )
+    drain_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up to this long "
+        "(then abort them), shut the engine down, exit 0.",
+    )
 
     @field_validator("speculative")
     @classmethod

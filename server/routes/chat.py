@@ -3,6 +3,7 @@ from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionReque
 from vllm.entrypoints.serve.utils.api_utils import load_aware_call, validate_json_request, with_cancellation
 
 from server.routes._responses import to_http_response
+from server.validation import check_chat_request
 
 router = APIRouter()
 
@@ -11,5 +12,6 @@ router = APIRouter()
 @with_cancellation
 @load_aware_call
 async def create_chat_completion(request: ChatCompletionRequest, raw_request: Request):
+    check_chat_request(request, raw_request)
     handler = raw_request.app.state.openai_serving_chat
     return to_http_response(await handler.create_chat_completion(request, raw_request))
