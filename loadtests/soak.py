@@ -6,7 +6,8 @@ requests, then an account of every request.
 
 Each worker loops until the time is up, drawing one of: a streamed chat read to its end, a
 whole (non-streamed) chat or completion, a stream dropped after 0-5 events, a whole request
-dropped after 0.05-1 s, or a malformed / unauthenticated request. The account:
+dropped after 0.05-1 s, or a malformed / unauthenticated request; after a 429 it waits the
+Retry-After (± 50 %), as the OpenAI SDK does (`--ignore-retry-after`: retry at once). The account:
 
 * sent, completed, disconnected (on purpose), rejected 4xx (bad requests, by status), 429;
 * lost: requests the gateway accepted (not 4xx, not 429, not dropped by us) that did not end in
@@ -104,8 +105,9 @@ def bad_requests(model: str, key: str) -> list[tuple[str, str, dict]]:
 
 class Soak:
     def __init__(self, base_url: str, model: str, key: str, *, seed: int, request_timeout: float,
-                 max_tokens: tuple[int, int] = (8, 96)):
+                 max_tokens: tuple[int, int] = (8, 96), honor_retry_after: bool = True):
         self.base_url = base_url.rstrip("/")
+        self.honor_retry_after = honor_retry_after
         self.max_tokens = max_tokens
         self.model, self.key = model, key
         self.auth = {"Authorization": f"Bearer {key}"}
@@ -124,7 +126,7 @@ class Soak:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def streamed(self, client: httpx.AsyncClient, drop_after: int | None) -> None:
+    async def streamed(self, client: httpx.AsyncClient, drop_after: int | None) -> float | None:
         account = self.account
         started = time.perf_counter()
         events = 0
@@ -133,7 +135,7 @@ class Soak:
                 async with client.stream("POST", f"{self.base_url}/chat/completions", json=self._chat_body(True),
                                          headers=self.auth) as response:
                     if response.status_code != 200:
-                        return self._answered_non_200(response.status_code, (await response.aread()).decode(errors="replace"))
+                        return self._answered_non_200(response, (await response.aread()).decode(errors="replace"))
                     decoder = SseDecoder()
                     async for line in response.aiter_lines():
                         data = decoder.feed_line(line)
@@ -161,7 +163,7 @@ class Soak:
         except httpx.HTTPError as error:
             account.lose(f"{type(error).__name__}: {error}")
 
-    async def whole(self, client: httpx.AsyncClient, drop_after_seconds: float | None) -> None:
+    async def whole(self, client: httpx.AsyncClient, drop_after_seconds: float | None) -> float | None:
         account = self.account
         if self.random.random() < 0.5:
             path, body = "/chat/completions", self._chat_body(False)
@@ -183,14 +185,14 @@ class Soak:
         except httpx.HTTPError as error:
             return account.lose(f"{type(error).__name__}: {error}")
         if response.status_code != 200:
-            return self._answered_non_200(response.status_code, response.text)
+            return self._answered_non_200(response, response.text)
         if not response.json().get("choices"):
             return account.lose("200 without choices")
         account.completed += 1
         account.completion_seconds.append(time.perf_counter() - started)
         account.output_tokens += response.json().get("usage", {}).get("completion_tokens", 0)
 
-    async def malformed(self, client: httpx.AsyncClient) -> None:
+    async def malformed(self, client: httpx.AsyncClient) -> float | None:
         kind, path, kwargs = self.random.choice(self.bad)
         kwargs = dict(kwargs)
         method = kwargs.pop("method", "POST")
@@ -200,8 +202,8 @@ class Soak:
             return self.account.lose(f"{kind}: {type(error).__name__}: {error}")
         status = response.status_code
         if status == 429:
-            self.account.rejected_429 += 1
-        elif 400 <= status < 500:
+            return self._answered_non_200(response, "")
+        if 400 <= status < 500:
             error = response.json().get("error", {})
             if set(error) != {"message", "type", "param", "code"}:
                 return self.account.lose(f"{kind}: {status} not in OpenAI error shape: {response.text[:100]}")
@@ -212,15 +214,21 @@ class Soak:
         else:
             self.account.lose(f"{kind}: {status} {response.text[:100]}")
 
-    def _answered_non_200(self, status: int, text: str) -> None:
-        if status == 429:
+    def _answered_non_200(self, response: httpx.Response, text: str) -> float | None:
+        """Account a non-200 answer; for a 429, the Retry-After the client should wait."""
+        if response.status_code == 429:
             self.account.rejected_429 += 1
-        else:
-            self.account.lose(f"{status}: {text[:120]}")
+            try:
+                return min(float(response.headers.get("retry-after", "1")), 10.0)
+            except ValueError:
+                return 1.0
+        self.account.lose(f"{response.status_code}: {text[:120]}")
+        return None
 
     # the load ----------------------------------------------------------------------------
 
-    async def one(self, client: httpx.AsyncClient) -> None:
+    async def one(self, client: httpx.AsyncClient) -> float | None:
+        """One request of a random kind; returns the Retry-After of a 429, if it got one."""
         draw = self.random.random()
         self.account.sent += 1
         if draw < 0.50:
@@ -234,12 +242,15 @@ class Soak:
         else:
             kind, work = "malformed", self.malformed(client)
         self.account.by_kind[kind] += 1
-        await work
+        return await work
 
     async def worker(self, client: httpx.AsyncClient, until: float) -> None:
         while time.monotonic() < until:
-            await self.one(client)
-            await asyncio.sleep(self.random.uniform(0, 0.05))
+            retry_after = await self.one(client)
+            if not self.honor_retry_after:
+                retry_after = None
+            # a well-behaved client waits as told after a 429 (the OpenAI SDK does), with jitter
+            await asyncio.sleep((retry_after or 0) * self.random.uniform(0.5, 1.5) + self.random.uniform(0, 0.05))
 
     async def run(self, minutes: float, concurrency: int, on_progress) -> None:
         until = time.monotonic() + minutes * 60
@@ -312,6 +323,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gateway-args", default=DEFAULT_GATEWAY_ARGS, help="flags of the gateway this starts")
     parser.add_argument("--request-timeout", type=float, default=180.0, help="client-side limit per request")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ignore-retry-after", action="store_true",
+                        help="clients retry at once after a 429 (a storm) instead of waiting as told")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
     return parser.parse_args(argv)
 
@@ -331,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         root = server_root(base_url)
         model = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["data"][0]["id"]
         processes = server_processes(int(root.rsplit(":", 1)[1]), server.process.pid if server else None)
-        soak = Soak(base_url, model, key, seed=args.seed, request_timeout=args.request_timeout)
+        soak = Soak(base_url, model, key, seed=args.seed, request_timeout=args.request_timeout,
+                    honor_retry_after=not args.ignore_retry_after)
         asyncio.run(Soak(base_url, model, key, seed=args.seed + 1, request_timeout=args.request_timeout)
                     .run(0.25, args.concurrency, lambda _: None))  # warm-up: allocator and caches reach steady state
         settle(root, SETTLE_SECONDS)
@@ -356,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "minutes": round(elapsed / 60, 2),
         "concurrency": args.concurrency,
+        "honor_retry_after": not args.ignore_retry_after,
         "sent": account.sent,
         "by_kind": dict(account.by_kind),
         "completed": account.completed,
@@ -391,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
 def render(summary: dict) -> str:
     growth = ", ".join(f"{k} {v:+.1f}" for k, v in summary["rss_growth_mib"].items())
     lines = [
-        f"soak: {summary['minutes']} min, {summary['concurrency']} clients",
+        (f"soak: {summary['minutes']} min, {summary['concurrency']} clients"
+         f"{'' if summary['honor_retry_after'] else ', retrying 429s at once'}"),
         f"  requests sent           {summary['sent']}  {summary['by_kind']}",
         f"  completed               {summary['completed']}",
         f"  disconnected on purpose {summary['disconnected_on_purpose']}",

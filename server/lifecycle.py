@@ -23,6 +23,7 @@ import logging
 import signal
 
 import psutil
+import uvicorn
 
 ENGINE_POLL_SECONDS = 0.2
 ENGINE_DEATH_LINGER_SECONDS = 1.0
@@ -62,13 +63,18 @@ async def watch_engine(engine, state, *, exit_on_death: bool, processes: list[ps
     while not engine.errored:
         await asyncio.sleep(ENGINE_POLL_SECONDS)
     state.engine_died = True
+    server = getattr(state, "server", None)
+    # A signal began the shutdown (e.g. the whole process group got SIGTERM): the engine stopping
+    # is part of the stop, not a failure.
+    signalled = server is not None and getattr(server, "signalled", False)
+    if exit_on_death and not signalled:
+        # Set first: vLLM's own engine-error handler may stop the server before the linger ends.
+        state.exit_status = ENGINE_DEAD_EXIT_STATUS
     if processes:
         leftover = await asyncio.to_thread(reap, list(processes))
         if leftover:
             logger.warning("specgate: ended %d leftover engine process(es).", leftover)
-    server = getattr(state, "server", None)
-    if server is not None and server.should_exit:
-        # e.g. the whole process group got the SIGTERM: the engine stopping is part of the stop.
+    if signalled:
         logger.warning("specgate: the engine stopped while the gateway was shutting down.")
         return
     if not exit_on_death:
@@ -78,9 +84,19 @@ async def watch_engine(engine, state, *, exit_on_death: bool, processes: list[ps
     logger.error("specgate: the inference engine died; answering 503, exiting with status %d in %.1f s.",
                  ENGINE_DEAD_EXIT_STATUS, ENGINE_DEATH_LINGER_SECONDS)
     await asyncio.sleep(ENGINE_DEATH_LINGER_SECONDS)
-    state.exit_status = ENGINE_DEAD_EXIT_STATUS
     if server is not None:
         server.should_exit = True
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, remembering whether a signal (rather than the engine's death) began its
+    shutdown."""
+
+    signalled = False
+
+    def handle_exit(self, sig, frame) -> None:
+        self.signalled = True
+        super().handle_exit(sig, frame)
 
 
 def keep_exit_status_on_signals() -> None:

@@ -38,12 +38,14 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.lifecycle import keep_exit_status_on_signals
+    from server.lifecycle import GatewayServer, keep_exit_status_on_signals
 
+    if not settings.exit_on_engine_death:  # vLLM's engine-error handler would stop the server otherwise
+        os.environ["VLLM_KEEP_ALIVE_ON_ENGINE_DEATH"] = "1"
     app = create_app(settings, keys=keys)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=settings.drain_timeout_seconds)
-    server = uvicorn.Server(config)
+    server = GatewayServer(config)
     app.state.server = server  # the engine watchdog (and vLLM's engine-error handler) stop it
     keep_exit_status_on_signals()
     server.run()

@@ -296,7 +296,7 @@ CHAT_FIELDS = {
 MAX_TOKENS = st.integers(-3, 12) | st.sampled_from([2049, 10**12, "8", 1.5, None, [], {}])
 
 
-@settings(max_examples=120, deadline=None, database=None, derandomize=True,
+@settings(max_examples=300, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(["/chat/completions", "/completions"]),
        body=st.fixed_dictionaries({"max_tokens": MAX_TOKENS}, optional={**CHAT_FIELDS, "prompt": JSON_JUNK | st.text(max_size=30)})

@@ -369,7 +369,7 @@ async def test_unknown_routes_and_methods_answer_in_openai_shape():
 # -- engine watchdog -----------------------------------------------------------------------
 
 async def _watch(engine, *, exit_on_death, shutting_down=False):
-    server = types.SimpleNamespace(should_exit=shutting_down)
+    server = types.SimpleNamespace(should_exit=shutting_down, signalled=shutting_down)
     state = types.SimpleNamespace(server=server)
     task = asyncio.create_task(watch_engine(engine, state, exit_on_death=exit_on_death))
     await asyncio.sleep(0.3)
@@ -389,7 +389,7 @@ async def test_watchdog_can_keep_serving_503s():
     assert state.engine_died and not server.should_exit and not hasattr(state, "exit_status")
 
 
-async def test_engine_stopping_during_a_shutdown_is_not_a_failure():
+async def test_engine_stopping_during_a_signalled_shutdown_is_not_a_failure():
     state, _ = await _watch(FakeEngine(), exit_on_death=True, shutting_down=True)
     assert not hasattr(state, "exit_status")
 
