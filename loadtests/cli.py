@@ -1,4 +1,6 @@
-"""`specgate loadtest ...`: argparse subcommands; `run` drives one load test."""
+"""`specgate loadtest ...`: argparse subcommands. `run` drives one load test; `sweep` measures
+every (workload, concurrency, mode) point with the servers it starts and writes a report;
+`report` rebuilds the report from a saved sweep."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +86,81 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=run_command)
 
 
+def add_sweep_command(subcommands: argparse._SubParsersAction) -> None:
+    from loadtests.sweep import DEFAULT_CONCURRENCY, DEFAULT_ENGINE_ARGS, DEFAULT_MODES
+
+    sweep = subcommands.add_parser(
+        "sweep",
+        help="measure every (workload, concurrency, mode) point and write a report",
+        description="Start the servers the modes need (on loopback), run each concurrency level "
+        "with every mode back to back (rotating order), record client figures, /metrics "
+        "acceptance and the controller's status per point, then write the report to OUT. "
+        "Modes: off (gateway, speculation off in the engine); fixed:K, table:[[lo,hi,K],...], "
+        "adaptive (one ngram gateway, switched by PUT /v1/speculative); vllm:off and vllm:fixed:K "
+        "(vLLM's own OpenAI server with the same engine flags).",
+    )
+    sweep.add_argument("--workload", default="humaneval", help="workload name(s), comma-separated")
+    sweep.add_argument("--concurrency", default=DEFAULT_CONCURRENCY, help="closed-loop levels")
+    sweep.add_argument(
+        "--modes", default=DEFAULT_MODES, help=f"comma-separated (default {DEFAULT_MODES})"
+    )
+    sweep.add_argument(
+        "--out", type=Path, required=True, help="folder for sweep.json and the report"
+    )
+    sweep.add_argument(
+        "--gamma-max", type=int, default=8, help="γ ceiling of the speculative gateway"
+    )
+    sweep.add_argument("--max-tokens", type=int, default=None, help="output tokens per request")
+    sweep.add_argument(
+        "--requests-per-worker", type=float, default=2.0,
+        help="measured requests per point: max(--min-requests, this × concurrency)",
+    )  # fmt: skip
+    sweep.add_argument("--min-requests", type=int, default=6)
+    sweep.add_argument(
+        "--warmup-max", type=int, default=16,
+        help="warm-up requests per point: min(this, max(2, concurrency // 2)); 0: none",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--point-max-seconds", type=float, default=600.0, help="wall-clock cap per point"
+    )
+    sweep.add_argument(
+        "--timeout", type=float, default=300.0, help="per-request timeout in seconds"
+    )
+    sweep.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    sweep.add_argument(
+        "--gateway-args", default="", help="extra `specgate serve` flags for every server"
+    )
+    sweep.add_argument(
+        "--engine-args", default=DEFAULT_ENGINE_ARGS,
+        help=f"vLLM engine flags for every server (default {DEFAULT_ENGINE_ARGS!r})",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--kv-cache-gib", type=int, default=2,
+        help="VLLM_CPU_KVCACHE_SPACE for the engines started (CPU backend); 0 leaves it unset",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--one-server-at-a-time", action="store_true",
+        help="run each server's modes with only that server up (less memory; off no longer "
+        "alternates with the speculative modes)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--log-dir", type=Path, default=None, help="server logs (default: a temp folder)"
+    )
+    sweep.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    sweep.set_defaults(handler=sweep_command)
+
+
+def add_report_command(subcommands: argparse._SubParsersAction) -> None:
+    report = subcommands.add_parser(
+        "report",
+        help="rebuild a sweep's report (JSON, CSV, PNGs, markdown) from its sweep.json",
+    )
+    report.add_argument("dir", type=Path, help="sweep folder (or its sweep.json)")
+    report.add_argument("--out", type=Path, default=None, help="write here instead of DIR")
+    report.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    report.set_defaults(handler=report_command)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser and its subcommand set, so further subcommands can register themselves."""
     parser = argparse.ArgumentParser(
@@ -90,6 +168,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_command(subcommands)
+    add_sweep_command(subcommands)
+    add_report_command(subcommands)
     return parser, subcommands
 
 
@@ -193,9 +273,88 @@ def run_command(args: argparse.Namespace) -> int:
     return 0 if outcome.result.summary.num_ok > 0 else 1
 
 
+def print_report_summary(console: Console, analysis: dict[str, Any], out_dir: Path) -> None:
+    from loadtests.report import describe_crossover
+
+    for workload, summary in analysis["workloads"].items():
+        console.print(
+            f"[bold]{workload}[/bold]: crossover {describe_crossover(summary['crossover'])}"
+        )
+        controller = summary.get("controller")
+        if controller and controller["adaptive_over_best_fixed_geomean"] is not None:
+            console.print(
+                f"  adaptive / best fixed per point: min {controller['adaptive_over_best_fixed_min']:.3f}, "
+                f"geomean {controller['adaptive_over_best_fixed_geomean']:.3f}; / best single "
+                f"({controller['best_single_fixed']}): {controller['adaptive_over_best_single_fixed_geomean']:.3f}"
+            )
+    roofline = analysis["roofline"]
+    if roofline["median_abs_error"] is None:
+        console.print(
+            "roofline check: no predictions (no calibration, model config or acceptance data)"
+        )
+    else:
+        verdict = "met" if roofline["met"] else "[red]missed[/red]"
+        console.print(
+            f"roofline check: median |predicted − measured| / measured = "
+            f"{roofline['median_abs_error']:.1%} over {roofline['points']} points "
+            f"(target {roofline['target']:.0%}: {verdict})"
+        )
+    console.print(f"report written to {out_dir}")
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    from loadtests.console import RichSweepProgress
+    from loadtests.report import build_report
+    from loadtests.sweep import config_from_args, run_sweep
+
+    console = Console(stderr=True)
+    try:
+        config = config_from_args(args)
+        if not config.modes:
+            raise ValueError("no modes")
+    except ValueError as exc:
+        console.print(f"[red]specgate loadtest sweep: {exc}")
+        return 2
+    argv = getattr(args, "argv", None)
+    command = "specgate loadtest " + shlex.join(argv) if argv else None
+    try:
+        with RichSweepProgress(console) as progress:
+            path = run_sweep(config, args.out, progress, log_dir=args.log_dir, command=command)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted: servers stopped; points so far are in {args.out}/sweep.json"
+        )
+        return 130
+    except (DatasetUnavailable, RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]specgate loadtest sweep: {exc}")
+        return 1
+    analysis = build_report(path, plots=not args.no_plots)
+    print_report_summary(Console(), analysis, args.out)
+    errors = sum(row["num_errors"] for row in analysis["rows"])
+    if errors:
+        console.print(f"[yellow]{errors} failed requests over the sweep (see points.csv)")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from loadtests.report import build_report
+
+    console = Console(stderr=True)
+    try:
+        analysis = build_report(args.dir, args.out, plots=not args.no_plots)
+    except (OSError, ValueError, KeyError) as exc:
+        console.print(f"[red]specgate loadtest report: {exc}")
+        return 2
+    print_report_summary(
+        Console(), analysis, args.out or (args.dir if args.dir.is_dir() else args.dir.parent)
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser, _ = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     handler: Handler = args.handler
     return handler(args)
 

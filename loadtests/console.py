@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -81,3 +83,61 @@ def summary_tables(result: LoadResult, spec_decode: SpecDecodeDelta | None) -> l
     _latency_row(latency, "ITL", summary.itl_seconds)
     _latency_row(latency, "E2E", summary.e2e_seconds)
     return [overview, latency]
+
+
+class RichSweepProgress:
+    """Progress bars for `specgate loadtest sweep`: points overall, requests of the current point,
+    and one line per finished point (tokens/s, errors, acceptance)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._points = self._requests = None
+        self._errors = 0
+
+    def __enter__(self) -> Self:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start(self, total_points: int) -> None:
+        self._points = self.progress.add_task("sweep", total=total_points, note="")
+
+    def point_started(self, label: str, num_requests: int) -> None:
+        if self._requests is not None:
+            self.progress.remove_task(self._requests)
+        self._requests = self.progress.add_task(label, total=num_requests, note="errors: 0")
+        self._errors = 0
+
+    def request_done(self, record) -> None:
+        if self._requests is None or record.warmup:
+            return
+        self._errors += not record.ok
+        self.progress.update(self._requests, advance=1, note=f"errors: {self._errors}")
+
+    def point_done(self, point: dict) -> None:
+        client, spec = point["client"], point.get("spec_decode") or {}
+        acceptance = spec.get("mean_acceptance_length")
+        note = f"{client['output_tokens_per_second']:7.1f} tok/s"
+        if acceptance is not None:
+            note += f", accepted length {acceptance:.2f}"
+        if client["num_errors"]:
+            note += f", [red]{client['num_errors']} errors[/red]"
+        self.console.print(
+            f"{point['workload']} c={point['concurrency']:<3} {point['mode']:<24} {note}"
+        )
+        if self._points is not None:
+            self.progress.update(self._points, advance=1)
+
+    def message(self, text: str) -> None:
+        self.console.print(text)

