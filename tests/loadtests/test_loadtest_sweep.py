@@ -19,6 +19,7 @@ from loadtests.report import (
     build_report,
     find_crossover,
     load_sweep,
+    non_decode_diagnostic,
     predicted_speedup,
 )
 from loadtests.sweep import (
@@ -244,6 +245,25 @@ def test_predicted_speedup_matches_the_planner_at_integer_points():
     ends = [predicted_speedup(planner, b, 300, d, survival) for b in (16, 17) for d in (3, 4)]
     assert min(ends) <= between <= max(ends)
     assert predicted_speedup(planner, 0.4, 300, 0.0, []) == pytest.approx(1.0)
+
+
+def test_non_decode_diagnostic_dilutes_the_prediction_by_offs_decode_share():
+    point = {
+        "client": {"duration_seconds": 10.0},
+        "specgate": {"specgate_observed_step_seconds": {"sum": 6.0, "count": 100, "mean": 0.06}},
+    }
+    base = {"client": {"duration_seconds": 12.0}}
+    # 4 s outside decode-only steps, the same in off: off's decode share is 8 / 12.
+    result = non_decode_diagnostic(point, base, predicted=1.5, measured=1.2)
+    share = 8 / 12
+    assert result["off_decode_share"] == pytest.approx(share)
+    amdahl = 1 / ((1 - share) + share / 1.5)
+    assert result["roofline_speedup_amdahl"] == pytest.approx(amdahl)
+    assert result["roofline_error_amdahl"] == pytest.approx((amdahl - 1.2) / 1.2)
+    assert (
+        non_decode_diagnostic({**point, "specgate": None}, base, 1.5, 1.2)["off_decode_share"]
+        is None
+    )
 
 
 def _summary(tok_s: float, ttft: float = 0.05) -> dict:
