@@ -8,6 +8,13 @@ later ones were not tried. Per-request estimates start from the global ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import mul
+
+
+def survival_of(p: list[float]) -> list[float]:
+    """Π_{j≤k} p_j for k = 1..len(p): the chance draft k is reached and kept."""
+    return list(accumulate(p, mul))
 
 
 @dataclass(slots=True)
@@ -56,11 +63,7 @@ class AcceptanceEstimates:
             self._refresh_survival(request_id, p)
 
     def _refresh_survival(self, request_id: str, p: list[float]) -> None:
-        survive, running = [], 1.0
-        for value in p:
-            running *= value
-            survive.append(running)
-        self.survive_by_request[request_id] = survive
+        self.survive_by_request[request_id] = survival_of(p)
 
     def survival(self, request_id: str) -> list[float] | None:
         """Π_{j≤k} p_j for k = 1..γ_max (decreasing), or None for an unseen request."""

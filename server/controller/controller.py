@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from roofline import HardwareSpec, ModelSpec
 from roofline.calibration import fit_step_model
 from roofline.planner import GammaPlanner
-from server.controller.acceptance import AcceptanceEstimates
+from server.controller.acceptance import AcceptanceEstimates, survival_of
 from server.controller.policy import GammaPolicy
 
 
@@ -133,7 +133,7 @@ class GammaController:
         next_gamma = min(gamma + 1, gamma_max)
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
-        global_survival = self._global_survival()
+        global_survival = survival_of(self.acceptance.global_p)
         gamma_by_request, most, drafts, expected = {}, 0, 0, 0.0
         for request_id, _ in requests:
             survival = self.acceptance.survival(request_id) or global_survival
@@ -161,13 +161,6 @@ class GammaController:
         if self._steps % self.config.shadow_every_steps == 0:
             return self.config.gamma_max if self.config.drafter_is_cheap else 1
         return 0
-
-    def _global_survival(self) -> list[float]:
-        survival, running = [], 1.0
-        for p in self.acceptance.global_p:
-            running *= p
-            survival.append(running)
-        return survival
 
     def _predicted_speedup(self, batch: int, requests: list[tuple[str, int]], gamma: int) -> float:
         seq_len = sum(context for _, context in requests) // batch
