@@ -289,9 +289,8 @@ def print_report_summary(console: Console, analysis: dict[str, Any], out_dir: Pa
             )
     roofline = analysis["roofline"]
     if roofline["median_abs_error"] is None:
-        console.print(
-            "roofline check: no predictions (no calibration, model config or acceptance data)"
-        )
+        why = "; ".join(roofline["unavailable"]) or "no speculative gateway point"
+        console.print(f"roofline check: n/a ({why})")
     else:
         verdict = "met" if roofline["met"] else "[red]missed[/red]"
         console.print(

@@ -3,17 +3,22 @@ derived figures (speedup over ``off``, crossover, the controller's ratio to fixe
 the roofline check, the gateway's overhead over vLLM's own server), PNG plots and a markdown
 summary. ``specgate loadtest report DIR`` rebuilds all of it from ``DIR/sweep.json``.
 
-Roofline check. At each speculative point the roofline predicts the speedup over ``off`` from
-what was measured there: the planner for the served model's config.json on the controller's
-hardware preset, with the calibration (t0, per-token cost, scale) the controller reported after
-the point, priced at the measured decode batch (client timestamps, Little's law) and mean
-context length. Acceptance comes from the point's ``/metrics`` delta, per decode request-step
-(a request-step with no ngram match drafts nothing): with ``steps`` = output tokens after the
+Roofline check. Each speculative gateway point's speedup over ``off`` is predicted from the
+``off`` run at the same workload and concurrency plus the calibrated roofline, and compared
+with the measured one (see `speedup_from_off`): ``off``'s wall time outside its decode-only
+steps is kept, its decode-only time (measured by its own scheduler, ``specgate_*``
+histograms) is scaled by the roofline's decode seconds per emitted token over ``off``'s
+measured ones. The roofline side is the planner for the served model's config.json on the
+controller's hardware preset, with the calibration (t0, per-token cost, scale, and the
+per-batch-size corrections where the controller reports them) it reported after the point,
+priced at the point's decode batch per step and mean context length. Acceptance comes from the point's ``/metrics`` delta, per decode request-step (a
+request-step with no ngram match drafts nothing): with ``steps`` = output tokens after the
 first − accepted tokens, ``D`` = drafted tokens / steps and ``a_k`` = accepted at position k /
-steps, the prediction is ``(1 + Σ a_k) / R(B, 1 + D)`` where ``R`` is the calibrated step cost
-relative to a plain decode step, interpolated at fractional query lengths and batch sizes (the
-controller prices its per-request allocations the same way). Measured speedup is the mode's
-output tokens/s over ``off``'s at the same workload and concurrency.
+steps, a decode step costs ``t(B, 1) · R(B, 1 + D)`` and emits ``B · (1 + Σ a_k)`` tokens, where
+``R`` is the calibrated step cost relative to a plain decode step, interpolated at fractional
+query lengths and batch sizes (the controller prices its per-request allocations the same
+way). Measured speedup is the mode's output tokens/s over ``off``'s. The earlier check, the
+roofline-only decode-step speedup ``(1 + Σ a_k) / R(B, 1 + D)``, stays as a diagnostic.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import csv
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +100,46 @@ def decode_steps(point: dict[str, Any]) -> float | None:
     return steps if steps > 0 else None
 
 
+@dataclass(slots=True)
+class DecodeOnlySteps:
+    """A run's decode-only engine steps, from its scheduler's ``specgate_*`` histograms."""
+
+    seconds: float  # summed measured step time (specgate_observed_step_seconds)
+    count: float
+    batch: float  # decoding requests per step (specgate_batch_size), steps that have any
+
+    @property
+    def seconds_per_request_step(self) -> float:
+        return self.seconds / (self.count * self.batch)
+
+
+def measured_decode_only_steps(point: dict[str, Any] | None) -> DecodeOnlySteps | None:
+    histograms = (point or {}).get("specgate") or {}
+    observed = histograms.get("specgate_observed_step_seconds") or {}
+    batch = (histograms.get("specgate_batch_size") or {}).get("mean")
+    if not observed.get("count") or not observed.get("sum") or not batch:
+        return None
+    return DecodeOnlySteps(observed["sum"], observed["count"], batch)
+
+
 def _lerp(low: float, high: float, fraction: float) -> float:
     return low + fraction * (high - low)
+
+
+def _across_batch(value_at: Callable[[int], float], batch: float) -> float:
+    """``value_at`` (priced at whole batches) interpolated linearly at a fractional batch ≥ 1."""
+    batch = max(batch, 1.0)
+    low = int(batch)
+    if batch == low:
+        return value_at(low)
+    return _lerp(value_at(low), value_at(low + 1), batch - low)
+
+
+def _cost_ratio(planner, batch: int, seq: int, drafts: float) -> float:
+    """R(B, 1 + D): calibrated step cost relative to a plain decode step, interpolated in D."""
+    ratios = planner.cost_ratios(batch, seq)
+    low = min(int(drafts), planner.gamma_max - 1)
+    return _lerp(ratios[low], ratios[low + 1], drafts - low)
 
 
 def predicted_speedup(
@@ -107,26 +150,113 @@ def predicted_speedup(
     accepted_per_step: Sequence[float],
 ) -> float:
     """(1 + Σ a_k) / R(B, 1 + D), R interpolated in D and in B (see the module docstring)."""
-    gamma_max = planner.gamma_max
-    drafts = min(max(drafts_per_step, 0.0), float(gamma_max))
+    drafts = min(max(drafts_per_step, 0.0), float(planner.gamma_max))
+    expected = 1.0 + sum(accepted_per_step)
+    seq = max(round(seq_len), 1)
+    return _across_batch(lambda b: expected / _cost_ratio(planner, b, seq, drafts), batch)
+
+
+MIN_COST_FRACTION = 0.1
+"""A batch-size correction never prices a step below this share of the calibrated roofline's
+(as in the controller's step-cost model)."""
+
+
+@dataclass(slots=True)
+class BatchCorrection:
+    """The controller's correction of the calibrated roofline for batches low..high:
+    ``offset_seconds + seconds_per_token · tokens in the step``."""
+
+    low: int
+    high: int
+    offset_seconds: float
+    seconds_per_token: float
+
+
+def batch_corrections(calibration: dict[str, Any]) -> list[BatchCorrection]:
+    """From the controller's status (``calibration.by_batch_bucket``: "lo-hi" → offset and
+    per-token seconds); none where the controller reports none (older gateways)."""
+    corrections = []
+    for span, fit in (calibration.get("by_batch_bucket") or {}).items():
+        low, _, high = str(span).partition("-")
+        corrections.append(
+            BatchCorrection(
+                int(low), int(high or low), fit["offset_seconds"], fit["seconds_per_token"]
+            )
+        )
+    return corrections
+
+
+def corrected_step_seconds(
+    seconds: float, batch: int, tokens: float, corrections: Sequence[BatchCorrection]
+) -> float:
+    for c in corrections:
+        if c.low <= batch <= c.high:
+            corrected = seconds + c.offset_seconds + c.seconds_per_token * tokens
+            return max(corrected, MIN_COST_FRACTION * seconds)
+    return seconds
+
+
+def spec_seconds_per_token(
+    planner,
+    batch: float,
+    seq_len: float,
+    drafts_per_step: float,
+    accepted_per_step: Sequence[float],
+    corrections: Sequence[BatchCorrection] = (),
+) -> float:
+    """Calibrated seconds per emitted token of a speculative decode-only step:
+    t(B, 1) · R(B, 1 + D) / (B · (1 + Σ a_k)), interpolated in D and B like
+    `predicted_speedup` (t: the planner's calibrated step time, R: its cost ratio), plus the
+    controller's correction for the batch size where it reports one."""
+    drafts = min(max(drafts_per_step, 0.0), float(planner.gamma_max))
     expected = 1.0 + sum(accepted_per_step)
     seq = max(round(seq_len), 1)
 
-    def ratio(b: int) -> float:
-        ratios = planner.cost_ratios(b, seq)
-        low = min(int(drafts), gamma_max - 1)
-        return _lerp(ratios[low], ratios[low + 1], drafts - low)
+    def per_token(b: int) -> float:
+        step = planner.step_seconds(b, 1, seq) * _cost_ratio(planner, b, seq, drafts)
+        step = corrected_step_seconds(step, b, b * (1.0 + drafts), corrections)
+        return step / (b * expected)
 
-    batch = max(batch, 1.0)
-    low = int(batch)
-    if batch == low:
-        return expected / ratio(low)
-    return _lerp(expected / ratio(low), expected / ratio(low + 1), batch - low)
+    return _across_batch(per_token, batch)
+
+
+def speedup_from_off(
+    off_wall_seconds: float, off_steps: DecodeOnlySteps, spec_per_token: float
+) -> dict[str, float] | None:
+    """The speculative run predicted from the `off` run: 1 / ((1 − f) + f · r).
+
+    Per output token, `off` spends its wall time W in two parts: its decode-only steps (summed
+    measured time T, share f = T / W) and everything else (steps that carry prefill, gaps
+    between engine steps, the API process's detokenising and streaming on the shared cores,
+    ramp-up and tail). The speculative run serves the same requests; it is predicted to spend
+    the same time per token outside decode-only steps and r times `off`'s decode time, where
+    r = (calibrated roofline seconds per emitted token of a speculative decode step, at the
+    measured batch, drafts and acceptance; `spec_seconds_per_token`) / (`off`'s measured
+    decode seconds per emitted token, T / (steps · batch per step), one token per request and
+    step). So the predicted speculative wall time is (W − T) + T · r and the speedup in
+    tokens/s is W / ((W − T) + T · r), both runs' times taken per output token.
+
+    Neither side uses the speculative run's timings: `off` contributes its own measured
+    decode cost (no proposer or spec-decode bookkeeping in it), the spec side is the roofline
+    with the controller's calibration. Left out, so in the error: decode work inside
+    prefill-bearing steps (sped up by speculation, counted here as not) and per-step gaps
+    (fewer steps with speculation, counted here per token)."""
+    if off_wall_seconds <= 0 or spec_per_token <= 0:
+        return None
+    share = min(off_steps.seconds / off_wall_seconds, 1.0)
+    ratio = spec_per_token / off_steps.seconds_per_request_step
+    return {
+        "off_decode_share": share,
+        "decode_cost_ratio": ratio,
+        "predicted_speedup": 1.0 / ((1.0 - share) + share * ratio),
+    }
 
 
 def roofline_for_point(
     point: dict[str, Any], context: RooflineContext | None, fallback: dict[str, float] | None
 ) -> dict[str, Any] | None:
+    """The calibrated roofline at a speculative point: the roofline-only speedup (diagnostic)
+    and the seconds per emitted token of its decode steps (input to `speedup_from_off`)."""
     spec, load = point.get("spec_decode"), point.get("load") or {}
     steps = decode_steps(point)
     calibration = calibration_of(point) or fallback
@@ -145,18 +275,101 @@ def roofline_for_point(
         per_token_seconds=calibration.get("per_token_seconds", 0.0),
     )
     speedup = predicted_speedup(planner, load["mean_decoding"], seq_len, drafts_per_step, accepted)
+    # Per-step pricing wants the scheduler's per-step batch, as `off`'s is measured; the client's
+    # time-weighted one (Little's law) stands in where the point has none.
+    own = measured_decode_only_steps(point)
+    step_batch = own.batch if own else load["mean_decoding"]
     return {
         "predicted_speedup": speedup,
         "batch": load["mean_decoding"],
+        "step_batch": step_batch,
         "seq_len": seq_len,
         "drafts_per_step": drafts_per_step,
         "accepted_per_step": accepted,
+        "spec_seconds_per_token": spec_seconds_per_token(
+            planner, step_batch, seq_len, drafts_per_step, accepted, batch_corrections(calibration)
+        ),
         "calibration": {
             k: calibration.get(k)
             for k in ("overhead_seconds", "per_token_seconds", "scale", "samples")
         },
         "calibration_source": "point" if calibration_of(point) else "latest in sweep",
     }
+
+
+NO_ROOFLINE = "no roofline inputs (controller calibration, model config.json, acceptance or load)"
+NO_OFF_POINT = "no `off` point at this workload and concurrency"
+NO_OFF_STEPS = (
+    "the `off` points carry no decode-step metrics (`specgate_observed_step_seconds`, "
+    "`specgate_batch_size`): the sweep predates the `off` gateway exporting them"
+)
+
+
+def roofline_check(
+    point: dict[str, Any],
+    base: dict[str, Any] | None,
+    prediction: dict[str, Any] | None,
+    measured: float | None,
+) -> dict[str, Any]:
+    """The check's row fields: the prediction from `off` (`speedup_from_off`), its error
+    against the measured speedup, and why it is missing where it is."""
+    off_steps = measured_decode_only_steps(base)
+    fields: dict[str, Any] = {
+        "off_step_batch": off_steps.batch if off_steps else None,
+        "off_decode_ms_per_token": _ms(off_steps.seconds_per_request_step) if off_steps else None,
+        "spec_step_batch": prediction["step_batch"] if prediction else None,
+        "off_decode_share": None,
+        "decode_cost_ratio": None,
+        "roofline_speedup": None,
+        "roofline_error": None,
+        "roofline_unavailable": None,
+    }
+    if prediction is None:
+        fields["roofline_unavailable"] = NO_ROOFLINE
+    elif base is None:
+        fields["roofline_unavailable"] = NO_OFF_POINT
+    elif off_steps is None:
+        fields["roofline_unavailable"] = NO_OFF_STEPS
+    else:
+        wall = base["client"]["duration_seconds"]
+        from_off = speedup_from_off(wall, off_steps, prediction["spec_seconds_per_token"])
+        if from_off is None:
+            fields["roofline_unavailable"] = "`off` has no wall time"
+        else:
+            fields.update(from_off)
+            fields["roofline_speedup"] = fields.pop("predicted_speedup")
+    fields["roofline_error"] = _relative_error(fields["roofline_speedup"], measured)
+    return fields
+
+
+def _relative_error(predicted: float | None, measured: float | None) -> float | None:
+    return None if predicted is None or not measured else (predicted - measured) / measured
+
+
+def roofline_fields(
+    point: dict[str, Any],
+    base: dict[str, Any] | None,
+    context: RooflineContext | None,
+    fallback: dict[str, float] | None,
+    measured: float | None,
+) -> dict[str, Any]:
+    """A row's roofline columns: the check (`roofline_check`) and, as a diagnostic, the
+    roofline-only speedup (a decode-step speedup that prices `off` with the speculative
+    engine's calibrated t(B, 1)). Empty at `off` points and where nothing was drafted."""
+    speculative = point["mode"] not in ("off", "vllm:off") and bool(point.get("spec_decode"))
+    prediction = roofline_for_point(point, context, fallback) if speculative else None
+    only = prediction["predicted_speedup"] if prediction else None
+    per_token = prediction["spec_seconds_per_token"] if prediction else None
+    fields = {
+        "roofline_calibration": prediction["calibration_source"] if prediction else None,
+        "spec_decode_ms_per_token": _ms(per_token),
+        **roofline_check(point, base, prediction, measured),
+        "roofline_only_speedup": only,
+        "roofline_only_error": _relative_error(only, measured),
+    }
+    if not speculative:
+        fields["roofline_unavailable"] = None
+    return fields
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,41 +386,6 @@ def baseline_mode(mode: str, modes_present: set[str]) -> str:
     if mode.startswith("vllm:") and "vllm:off" in modes_present:
         return "vllm:off"
     return "off"
-
-
-def non_decode_diagnostic(
-    point: dict[str, Any],
-    base: dict[str, Any] | None,
-    predicted: float | None,
-    measured: float | None,
-) -> dict[str, float | None]:
-    """Not the check: how much of the roofline's miss comes from time outside decode-only steps.
-
-    The controller calibrates on decode-only steps, and the roofline speedup is a decode-step
-    speedup; steps that carry prefill (chunked prefill mixes new prompts into the batch) and
-    gaps between steps are not sped up. The speculative gateway's decode-only step time comes
-    from ``specgate_observed_step_seconds``; the rest of the run's wall time is taken to cost
-    `off` the same (same prompts, same request count), giving `off`'s decode share f and
-    Amdahl's 1 / ((1 − f) + f / S)."""
-    empty = {
-        "off_decode_share": None,
-        "roofline_speedup_amdahl": None,
-        "roofline_error_amdahl": None,
-    }
-    steps = ((point.get("specgate") or {}).get("specgate_observed_step_seconds") or {}).get("sum")
-    if not predicted or not measured or base is None or not steps:
-        return empty
-    base_seconds = base["client"]["duration_seconds"]
-    outside = point["client"]["duration_seconds"] - steps
-    if base_seconds <= 0:
-        return empty
-    share = min(max(1.0 - outside / base_seconds, 0.0), 1.0)
-    amdahl = 1.0 / ((1.0 - share) + share / predicted)
-    return {
-        "off_decode_share": share,
-        "roofline_speedup_amdahl": amdahl,
-        "roofline_error_amdahl": (amdahl - measured) / measured,
-    }
 
 
 def build_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
@@ -285,16 +463,7 @@ def build_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
         base_tps = base["client"]["output_tokens_per_second"] if base else None
         row["baseline"] = base["mode"] if base else None
         row["speedup"] = row["output_tok_s"] / base_tps if base_tps else None
-        prediction = None
-        if point["mode"] not in ("off", "vllm:off") and spec:
-            prediction = roofline_for_point(point, context, latest_calibration)
-        row["roofline_speedup"] = prediction["predicted_speedup"] if prediction else None
-        row["roofline_calibration"] = prediction["calibration_source"] if prediction else None
-        if row["roofline_speedup"] is not None and row["speedup"]:
-            row["roofline_error"] = (row["roofline_speedup"] - row["speedup"]) / row["speedup"]
-        else:
-            row["roofline_error"] = None
-        row.update(non_decode_diagnostic(point, base, row["roofline_speedup"], row["speedup"]))
+        row.update(roofline_fields(point, base, context, latest_calibration, row["speedup"]))
         rows.append(row)
     return rows
 
@@ -439,28 +608,37 @@ def summarize_workload(
     return summary
 
 
-def roofline_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    checked = [r for r in rows if r["roofline_error"] is not None and not r["peer"]]
-    errors = [abs(r["roofline_error"]) for r in checked]
-    median = statistics.median(errors) if errors else None
+def _error_stats(rows: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Median, mean and max |error| and the mean signed error of ``key`` over ``rows``."""
+    errors = [r[key] for r in rows if r.get(key) is not None]
+    absolute = [abs(e) for e in errors]
     by_mode: dict[str, list[float]] = {}
-    for r in checked:
-        by_mode.setdefault(r["mode"], []).append(abs(r["roofline_error"]))
-    amdahl = [
-        abs(r["roofline_error_amdahl"])
-        for r in checked
-        if r.get("roofline_error_amdahl") is not None
-    ]
+    for r in rows:
+        if r.get(key) is not None:
+            by_mode.setdefault(r["mode"], []).append(abs(r[key]))
     return {
-        "points": len(checked),
-        "median_abs_error": median,
-        "median_abs_error_amdahl_diagnostic": statistics.median(amdahl) if amdahl else None,
-        "mean_abs_error": statistics.fmean(errors) if errors else None,
-        "max_abs_error": max(errors) if errors else None,
+        "points": len(errors),
+        "median_abs_error": statistics.median(absolute) if absolute else None,
+        "mean_abs_error": statistics.fmean(absolute) if absolute else None,
+        "max_abs_error": max(absolute) if absolute else None,
         "median_abs_error_by_mode": {m: statistics.median(v) for m, v in by_mode.items()},
-        "mean_signed_error": statistics.fmean(r["roofline_error"] for r in checked)
-        if checked
-        else None,
+        "mean_signed_error": statistics.fmean(errors) if errors else None,
+    }
+
+
+def roofline_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The check over the speculative gateway points (`roofline_error`: predicted from `off`),
+    why points lack it, and the roofline-only diagnostic's errors beside it."""
+    gateway = [r for r in rows if not r["peer"] and r["mode"] != "off"]
+    check = _error_stats(gateway, "roofline_error")
+    median = check["median_abs_error"]
+    unavailable = sorted(
+        {r["roofline_unavailable"] for r in gateway if r.get("roofline_unavailable")}
+    )
+    return {
+        **check,
+        "unavailable": unavailable,
+        "roofline_only": _error_stats(gateway, "roofline_only_error"),
         "target": ROOFLINE_TARGET,
         "met": None if median is None else median <= ROOFLINE_TARGET,
     }
@@ -504,6 +682,131 @@ def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
+
+
+NA = "n/a"
+
+
+def _na(value: float | None, spec: str = ".2f") -> str:
+    return NA if value is None else f"{value:{spec}}"
+
+
+def _signed_pct(value: float | None) -> str:
+    return NA if value is None else f"{value * 100:+.1f}%"
+
+
+ROOFLINE_LEGEND = (
+    "*predicted* = 1 / ((1 − f) + f · r), from the `off` run at the same concurrency and the roofline: "
+    "`off`'s wall time W splits into its decode-only steps (summed measured step time T from `off`'s own "
+    "scheduler; *off decode share* f = T / W) and the rest (steps that carry prefill, gaps between engine "
+    "steps, the API process's streaming), which is kept; the decode part is scaled by "
+    "*r* = spec ÷ off *decode ms / token*. `off`'s is measured: T / (decode-only steps × *batch / step*). "
+    "The speculative one is the controller's calibrated roofline (reported after the point) for one decode "
+    "step (with its batch-size correction, where it reports one) at the speculative gateway's *batch / step*, verifying *drafted / step* and keeping "
+    "*accepted / step* per request, divided by the tokens it emits. *batch / step*: decoding requests per "
+    "engine step, from each gateway's `specgate_batch_size`. The speculative run gives acceptance and batch, "
+    "none of its timings. *step model / observed*: that calibration's step time over the measured one on the "
+    "speculative run's decode-only steps (1.00: it fits this point). *roofline only* (diagnostic, the earlier "
+    "check): (1 + accepted / step) / R(B, 1 + drafted / step) at the client's *decode batch* (Little's law), "
+    "a decode-step speedup that prices `off` with the speculative engine's t(B, 1) and leaves out the time "
+    "outside decode steps. n/a: see the Roofline check section."
+)
+
+
+def roofline_table(
+    rows: Sequence[dict[str, Any]], workload: str, modes: Sequence[str]
+) -> list[str]:
+    """The per-point roofline check of one workload as markdown lines (none if no point has it)."""
+    checked = [
+        r
+        for r in rows
+        if r["workload"] == workload
+        and not r["peer"]
+        and (r.get("roofline_error") is not None or r.get("roofline_only_error") is not None)
+    ]
+    if not checked:
+        return []
+    lines = ["Roofline check: speedup over `off` predicted from the `off` run and the calibrated roofline:", "",
+             ("| concurrency | mode | decode batch | batch / step: off; spec | drafted / step | accepted / step "
+              "| step model / observed | off decode share | decode ms / token: off; spec | r | predicted | measured "
+              "| error | roofline only | its error |"),
+             "|---" * 15 + "|"]  # fmt: skip
+    for r in sorted(checked, key=lambda r: (r["concurrency"], modes.index(r["mode"]))):
+        lines.append(
+            f"| {r['concurrency']} | `{r['mode']}` | {_na(r['mean_decode_batch'], '.1f')} "
+            f"| {_na(r['off_step_batch'], '.1f')}; {_na(r['spec_step_batch'], '.1f')} "
+            f"| {_na(r['drafted_per_step'])} | {_na(r['accepted_per_step'])} | {_na(r['step_model_ratio'])} "
+            f"| {_na(r['off_decode_share'])} "
+            f"| {_na(r['off_decode_ms_per_token'])}; {_na(r['spec_decode_ms_per_token'])} "
+            f"| {_na(r['decode_cost_ratio'], '.3f')} | {_na(r['roofline_speedup'], '.3f')} | {_na(r['speedup'], '.3f')} "
+            f"| {_signed_pct(r['roofline_error'])} | {_na(r['roofline_only_speedup'], '.3f')} "
+            f"| {_signed_pct(r['roofline_only_error'])} |"
+        )
+    return [*lines, "", ROOFLINE_LEGEND, ""]
+
+
+def _error_sentence(stats: dict[str, Any]) -> str:
+    return (
+        f"mean {_pct(stats['mean_abs_error'])}, max {_pct(stats['max_abs_error'])}, mean signed error "
+        f"{_pct(stats['mean_signed_error'])} (positive: the model is optimistic). By mode: "
+        + ", ".join(f"`{m}` {_pct(v)}" for m, v in stats["median_abs_error_by_mode"].items())
+        + "."
+    )
+
+
+def roofline_section(roofline: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The summary's closing Roofline check section: the headline error, or why there is none."""
+    lines = ["## Roofline check", ""]
+    only = roofline["roofline_only"]
+    reasons = "; ".join(roofline["unavailable"])
+    if roofline["median_abs_error"] is not None:
+        verdict = "meets" if roofline["met"] else "**misses**"
+        checked = [r for r in rows if r["roofline_error"] is not None and not r["peer"]]
+        calibrations = sorted({r["roofline_calibration"] for r in checked})
+        lines += [
+            f"Median absolute relative error of the speedup predicted from `off` and the roofline: "
+            f"**{_pct(roofline['median_abs_error'])}** over {roofline['points']} speculative gateway points "
+            f"({verdict} the {_pct(roofline['target'])} target); " + _error_sentence(roofline),
+            "",
+        ]
+        if reasons:
+            lines += [f"Points without a prediction: {reasons}.", ""]
+        lines += [
+            (
+                "Prediction: the speculative run's wall time is `off`'s time outside its decode-only steps plus "
+                "`off`'s decode-only time scaled by r, the roofline's decode seconds per emitted token over "
+                "`off`'s measured ones; the roofline is the planner for the served model's config.json on the "
+                "controller's hardware preset, calibrated with the (t0, per-token, scale) the controller "
+                f"reported after each point (source: {', '.join(calibrations)}), at the speculative gateway's "
+                "batch per step and the mean context length, with acceptance per position from the point's "
+                "`/metrics` delta (per decode request-step, so steps where ngram found no match count as zero "
+                "drafts). Measured: tokens/s of the mode over `off`'s."
+            ),
+            "",
+        ]
+    elif only["median_abs_error"] is not None:
+        lines += [
+            (
+                f"**No prediction from `off`** (the check is n/a): {reasons or 'unknown'}. "
+                "Rerun the sweep with the current gateway to get it."
+            ),
+            "",
+        ]
+    else:
+        lines += [
+            "No roofline prediction could be made"
+            + (f" ({reasons})." if reasons else " (no speculative gateway point)."),
+            "",
+        ]
+    if only["median_abs_error"] is not None:
+        lines += [
+            f"Diagnostic, not the check: the roofline-only speedup (a decode-step speedup that prices `off` "
+            f"with the speculative engine's calibrated t(B, 1) and ignores time outside decode steps) has a "
+            f"median absolute error of {_pct(only['median_abs_error'])} over {only['points']} points; "
+            + _error_sentence(only),
+            "",
+        ]
+    return lines
 
 
 def markdown_summary(
@@ -637,77 +940,10 @@ def markdown_summary(
                          if str(c) in values else "–" for c in levels]  # fmt: skip
                 lines.append(f"| {pair} | " + " | ".join(cells) + " |")
             lines.append("")
-        checked = [
-            r
-            for r in rows
-            if r["workload"] == workload and r["roofline_error"] is not None and not r["peer"]
-        ]
-        if checked:
-            lines += ["Roofline check (predicted vs measured speedup over `off`):", "",
-                      ("| concurrency | mode | decode batch | drafted / step | accepted / step | step model / observed "
-                      "| predicted | measured | error | off decode share | diagnostic: Amdahl | its error |"),
-                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-            for r in sorted(checked, key=lambda r: (r["concurrency"], modes.index(r["mode"]))):
-                amdahl_error = r.get("roofline_error_amdahl")
-                lines.append(
-                    f"| {r['concurrency']} | `{r['mode']}` | {r['mean_decode_batch']:.1f} | {r['drafted_per_step']:.2f} "
-                    f"| {r['accepted_per_step']:.2f} | {_fmt(r['step_model_ratio'])} | {r['roofline_speedup']:.3f} "
-                    f"| {r['speedup']:.3f} | {r['roofline_error'] * 100:+.1f}% | {_fmt(r.get('off_decode_share'))} "
-                    f"| {_fmt(r.get('roofline_speedup_amdahl'), '.3f')} "
-                    f"| {'–' if amdahl_error is None else f'{amdahl_error * 100:+.1f}%'} |"
-                )
-            lines += [
-                "",
-                (
-                    "*step model / observed*: the controller's calibrated decode-step time over the measured "
-                    "one, averaged over the point's decode-only steps (1.00: the calibration fits this point). "
-                    "*off decode share* and *diagnostic: Amdahl* are not part of the check: the share f of `off`'s "
-                    "wall time that decode-only steps would take (the speculative run's time outside its "
-                    "decode-only steps, which carry prefill or are gaps, taken to cost `off` the same), and "
-                    "1 / ((1 − f) + f / predicted)."
-                ),
-                "",
-            ]
+        lines += roofline_table(rows, workload, modes)
         for path in plots.get(workload, []):
             lines += [f"![{Path(path).stem}]({Path(path).name})", ""]
-    lines += ["## Roofline check", ""]
-    if roofline["median_abs_error"] is None:
-        lines += [("No roofline prediction could be made (no controller calibration, model config or "
-                  "acceptance data in the sweep)."), ""]  # fmt: skip
-    else:
-        verdict = "meets" if roofline["met"] else "**misses**"
-        calibrations = sorted(
-            {r["roofline_calibration"] for r in rows if r["roofline_calibration"]}
-        )
-        lines += [
-            f"Median absolute relative error of the roofline-predicted speedup: **{_pct(roofline['median_abs_error'])}** "
-            f"over {roofline['points']} speculative gateway points ({verdict} the {_pct(roofline['target'])} target); "
-            f"mean {_pct(roofline['mean_abs_error'])}, max {_pct(roofline['max_abs_error'])}, mean signed error "
-            f"{_pct(roofline['mean_signed_error'])} (positive: the model is optimistic). By mode: "
-            + ", ".join(f"`{m}` {_pct(v)}" for m, v in roofline["median_abs_error_by_mode"].items())
-            + ".",
-            "",
-            (
-                "Prediction: the planner for the served model's config.json on the controller's hardware preset, "
-                "calibrated with the (t0, per-token, scale) the controller reported after each point "
-                f"(source: {', '.join(calibrations)}), at the measured decode batch and context length, with "
-                "acceptance per position from the point's `/metrics` delta (per decode request-step, so steps where "
-                "ngram found no match count as zero drafts). Measured: tokens/s of the mode over `off`'s."
-            ),
-            "",
-        ]
-        if roofline.get("median_abs_error_amdahl_diagnostic") is not None:
-            lines += [
-                (
-                    "Diagnostic, not the check: the roofline is a decode-step model and the controller calibrates "
-                    "it on decode-only steps, while throughput also pays for steps that carry prefill, which "
-                    "speculation does not shorten. Diluting the predicted speedup by `off`'s decode share "
-                    "(Amdahl) gives a median absolute error of "
-                    f"{_pct(roofline['median_abs_error_amdahl_diagnostic'])}: the part of the miss that "
-                    "prefill-bearing steps explain."
-                ),
-                "",
-            ]
+    lines += roofline_section(roofline, rows)
     lines += [("Files: `sweep.json` (raw measurements; `specgate loadtest report DIR` rebuilds the rest), "
               f"`{REPORT_JSON}`, `{POINTS_CSV}`, the PNGs above."), ""]  # fmt: skip
     return "\n".join(lines)

@@ -4,6 +4,10 @@ answers GET/PUT /v1/speculative and GET /v1/models like specgate's gateway.
 
 Speculation is simulated as: per-token delay = base · cost(γ, open streams) / E(γ), with
 acceptance p per position, so speculation wins at low concurrency and loses at high.
+
+Both gateways export specgate's per-step histograms like the real scheduler (the `off` one
+runs it without a controller): each stream's wait counts as its share of one decode-only
+engine step batching all open streams (1/n of a step, of its seconds and n/n of its batch).
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class SweepFakeState:
     accepted_per_pos: list[float] = field(default_factory=lambda: [0.0] * GAMMA_MAX)
     gamma_sum: float = 0.0
     gamma_count: float = 0.0
+    step_seconds: float = 0.0
+    steps: float = 0.0
+    batch_sum: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def metrics_text(self) -> str:
@@ -75,13 +82,17 @@ class SweepFakeState:
             for k, v in enumerate(self.accepted_per_pos)
         ]
         if self.speculative:
-            lines += [
-                "# TYPE specgate_gamma_chosen histogram",
-                f'specgate_gamma_chosen_bucket{{model_name="fake",le="+Inf"}} {self.gamma_count}',
-                f'specgate_gamma_chosen_sum{{model_name="fake"}} {self.gamma_sum}',
-                f'specgate_gamma_chosen_count{{model_name="fake"}} {self.gamma_count}',
-            ]
+            lines += _histogram("specgate_gamma_chosen", self.gamma_sum, self.gamma_count)
+        lines += _histogram("specgate_observed_step_seconds", self.step_seconds, self.steps)
+        lines += _histogram("specgate_batch_size", self.batch_sum, self.steps)
         return "\n".join(lines) + "\n"
+
+    def record_step(self, seconds: float, open_streams: int) -> None:
+        """One stream's share of a decode-only step that batched ``open_streams`` streams."""
+        with self.lock:
+            self.step_seconds += seconds / open_streams
+            self.steps += 1 / open_streams
+            self.batch_sum += 1.0
 
     def status(self) -> dict:
         return {
@@ -99,6 +110,15 @@ class SweepFakeState:
             "model": "fake-model",
             "hardware": "cpu-local",
         }
+
+
+def _histogram(name: str, total: float, count: float) -> list[str]:
+    return [
+        f"# TYPE {name} histogram",
+        f'{name}_bucket{{model_name="fake",le="+Inf"}} {count}',
+        f'{name}_sum{{model_name="fake"}} {total}',
+        f'{name}_count{{model_name="fake"}} {count}',
+    ]
 
 
 def _sse(payload) -> str:
@@ -120,7 +140,9 @@ def build_app(state: SweepFakeState) -> FastAPI:
                     gamma = gamma_of(state.policy, state.open_streams) if state.speculative else 0
                     open_streams = state.open_streams
                 per_step = expected_tokens(gamma)
-                await asyncio.sleep(state.base_delay * step_cost(gamma, open_streams))
+                delay = state.base_delay * step_cost(gamma, open_streams)
+                await asyncio.sleep(delay)
+                state.record_step(delay, open_streams)
                 burst = max(1, min(tokens - emitted, round(per_step)))
                 if gamma and emitted:  # the first token comes from prefill, no drafts
                     with state.lock:

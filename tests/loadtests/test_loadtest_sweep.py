@@ -15,12 +15,18 @@ from loadtest_sweep_fake import SweepFakeServer
 from loadtests import datasets
 from loadtests.cli import main
 from loadtests.report import (
+    NO_OFF_STEPS,
+    BatchCorrection,
+    DecodeOnlySteps,
     analyze,
+    batch_corrections,
     build_report,
+    corrected_step_seconds,
     find_crossover,
     load_sweep,
-    non_decode_diagnostic,
     predicted_speedup,
+    spec_seconds_per_token,
+    speedup_from_off,
 )
 from loadtests.sweep import (
     GATEWAY_OFF,
@@ -184,6 +190,9 @@ def test_sweep_against_fake_gateways_records_every_point(
     for p in points:
         assert p["client"]["num_ok"] == p["num_requests"] == max(4, 2 * p["concurrency"])
         assert p["client"]["num_errors"] == 0 and p["load"]["mean_decoding"] > 0
+        # Both gateways' schedulers export their decode-only steps; the sweep keeps `off`'s too.
+        assert p["specgate"]["specgate_observed_step_seconds"]["count"] > 0
+        assert p["specgate"]["specgate_batch_size"]["mean"] >= 1
         if p["mode"] == "off":
             assert p["controller"] is None and p["spec_decode"]["num_drafts"] == 0
         else:
@@ -202,7 +211,7 @@ def test_sweep_against_fake_gateways_records_every_point(
         assert (out / name).stat().st_size > 0, name
     with (out / "points.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 12
-    assert analysis["roofline"]["points"] == 9
+    assert analysis["roofline"]["points"] == 9  # predicted from `off` at every speculative point
     assert not (out / "logs").exists()
 
 
@@ -247,23 +256,57 @@ def test_predicted_speedup_matches_the_planner_at_integer_points():
     assert predicted_speedup(planner, 0.4, 300, 0.0, []) == pytest.approx(1.0)
 
 
-def test_non_decode_diagnostic_dilutes_the_prediction_by_offs_decode_share():
-    point = {
-        "client": {"duration_seconds": 10.0},
-        "specgate": {"specgate_observed_step_seconds": {"sum": 6.0, "count": 100, "mean": 0.06}},
-    }
-    base = {"client": {"duration_seconds": 12.0}}
-    # 4 s outside decode-only steps, the same in off: off's decode share is 8 / 12.
-    result = non_decode_diagnostic(point, base, predicted=1.5, measured=1.2)
-    share = 8 / 12
-    assert result["off_decode_share"] == pytest.approx(share)
-    amdahl = 1 / ((1 - share) + share / 1.5)
-    assert result["roofline_speedup_amdahl"] == pytest.approx(amdahl)
-    assert result["roofline_error_amdahl"] == pytest.approx((amdahl - 1.2) / 1.2)
-    assert (
-        non_decode_diagnostic({**point, "specgate": None}, base, 1.5, 1.2)["off_decode_share"]
-        is None
+def _planner(**calibration):
+    from roofline import load_hardware
+    from roofline.planner import GammaPlanner
+    from roofline.specs import model_from_hf_config
+
+    model = model_from_hf_config(SMOLLM2_CONFIG, name="m")
+    return GammaPlanner(model, load_hardware("cpu-local"), 8, **calibration)
+
+
+CALIBRATION = {"overhead_seconds": 0.02, "scale": 3.0, "per_token_seconds": 1e-4}
+
+
+def test_spec_seconds_per_token_is_the_calibrated_step_over_the_tokens_it_emits():
+    planner = _planner(**CALIBRATION)
+    # ngram drafts cost nothing: t(B, 1) · R(B, 1 + D) is the calibrated step of query 1 + D.
+    # (300 is a cache-bucket midpoint, so the bucketed ratio and the exact step agree.)
+    step = planner.step_seconds(4, 3, 300)
+    assert spec_seconds_per_token(planner, 4.0, 300, 2.0, [0.6, 0.3]) == pytest.approx(
+        step / (4 * 1.9)
     )
+    # Between whole batches it lies between its neighbours.
+    between = spec_seconds_per_token(planner, 4.5, 300, 2.0, [0.6, 0.3])
+    ends = [spec_seconds_per_token(planner, b, 300, 2.0, [0.6, 0.3]) for b in (4, 5)]
+    assert min(ends) <= between <= max(ends)
+
+
+def test_the_controllers_batch_size_correction_is_applied_where_it_reports_one():
+    planner = _planner(**CALIBRATION)
+    step = planner.step_seconds(4, 3, 300)  # 4 requests verifying 2 drafts: 12 tokens
+    corrections = batch_corrections(
+        {"by_batch_bucket": {"2-3": {"offset_seconds": 9.0, "seconds_per_token": 9.0},
+                             "4-7": {"offset_seconds": 0.01, "seconds_per_token": 0.001}}}
+    )  # fmt: skip
+    corrected = spec_seconds_per_token(planner, 4.0, 300, 2.0, [0.6, 0.3], corrections)
+    assert corrected == pytest.approx((step + 0.01 + 0.001 * 12) / (4 * 1.9))
+    # Never below a tenth of the roofline's price; no correction for batches it does not cover.
+    assert corrected_step_seconds(1.0, 4, 12, [BatchCorrection(4, 7, -5.0, 0.0)]) == 0.1
+    assert corrected_step_seconds(1.0, 8, 12, corrections) == 1.0
+    assert batch_corrections({"overhead_seconds": 0.0}) == []
+
+
+def test_speedup_from_off_keeps_offs_time_outside_decode_steps():
+    # off: 20 s wall, 12 s in 600 decode-only steps of 4 requests: 5 ms per token, f = 0.6.
+    off = DecodeOnlySteps(seconds=12.0, count=600, batch=4.0)
+    assert off.seconds_per_request_step == pytest.approx(0.005)
+    result = speedup_from_off(20.0, off, spec_per_token=0.0025)  # r = 0.5
+    assert result["off_decode_share"] == pytest.approx(0.6)
+    assert result["decode_cost_ratio"] == pytest.approx(0.5)
+    # 8 s outside + 12 s · 0.5 = 14 s for off's tokens.
+    assert result["predicted_speedup"] == pytest.approx(20 / 14)
+    assert speedup_from_off(0.0, off, 0.0025) is None
 
 
 def _summary(tok_s: float, ttft: float = 0.05) -> dict:
@@ -285,13 +328,30 @@ def _summary(tok_s: float, ttft: float = 0.05) -> dict:
     }  # fmt: skip
 
 
-def synthetic_sweep() -> dict:
-    """Two levels, off / fixed:2 / fixed:4 / adaptive / vLLM peers, made-up but consistent."""
+def _histograms(seconds: float, steps: float, batch: float) -> dict:
+    return {
+        "specgate_observed_step_seconds": {"sum": seconds, "count": steps, "mean": seconds / steps},
+        "specgate_batch_size": {"sum": batch * steps, "count": steps, "mean": batch},
+    }
+
+
+def synthetic_sweep(off_steps: bool = True) -> dict:
+    """Two levels, off / fixed:2 / fixed:4 / adaptive / vLLM peers, made-up but consistent.
+
+    ``off_steps``: the `off` gateway exports its decode-only steps (sweeps before it did not)."""
     tok_s = {
         1: {"off": 50.0, "fixed:2": 65.0, "fixed:4": 70.0, "adaptive": 72.0, "vllm:off": 52.0, "vllm:fixed:4": 71.0},
         16: {"off": 300.0, "fixed:2": 290.0, "fixed:4": 270.0, "adaptive": 305.0, "vllm:off": 310.0,
              "vllm:fixed:4": 275.0},
     }  # fmt: skip
+
+    def specgate_of(server: str, concurrency: int, off_steps: bool) -> dict | None:
+        # 10 s runs, 6 s of them in decode-only steps of 0.9 · concurrency requests.
+        steps = _histograms(6.0, 600 / concurrency, concurrency * 0.9)
+        if server == GATEWAY_SPEC:
+            return {"specgate_gamma_chosen": {"sum": 30.0, "count": 10.0, "mean": 3.0}, **steps}
+        return steps if server == GATEWAY_OFF and off_steps else None
+
     points = []
     for concurrency, modes in tok_s.items():
         for mode, value in modes.items():
@@ -330,7 +390,7 @@ def synthetic_sweep() -> dict:
                 "load": {"mean_in_flight": concurrency * 0.95, "mean_decoding": concurrency * 0.9,
                          "mean_prompt_tokens": 150.0, "mean_output_tokens": 128.0},
                 "spec_decode": spec,
-                "specgate": {"specgate_gamma_chosen": {"sum": 30.0, "count": 10.0, "mean": 3.0}} if controller else None,
+                "specgate": specgate_of(server, concurrency, off_steps),
                 "controller": controller, "errors": [],
             })  # fmt: skip
     from dataclasses import asdict
@@ -372,10 +432,81 @@ def test_analysis_of_synthetic_data():
     assert overhead["fixed:4 vs vllm:fixed:4"]["16"]["throughput_ratio"] == pytest.approx(270 / 275)
     roofline = analysis["roofline"]
     assert roofline["points"] == 6  # gateway speculative points only
+    assert rows[(1, "vllm:fixed:4")]["roofline_error"] is None  # vllm:off has no step metrics
     errors = sorted(abs(r["roofline_error"]) for r in analysis["rows"] if r["roofline_error"] is not None
                     and not r["peer"])  # fmt: skip
+    assert len(errors) == 6
     assert roofline["median_abs_error"] == pytest.approx((errors[2] + errors[3]) / 2)
     assert roofline["met"] == (roofline["median_abs_error"] <= 0.10)
+    assert roofline["unavailable"] == []
+    assert roofline["roofline_only"]["points"] == 6
+    # Each prediction: off's 4 s outside decode-only steps kept, its 6 s scaled by r.
+    for r in analysis["rows"]:
+        if r["roofline_speedup"] is not None:
+            assert r["off_decode_share"] == pytest.approx(0.6)
+            assert r["decode_cost_ratio"] == pytest.approx(
+                r["spec_decode_ms_per_token"] / r["off_decode_ms_per_token"]
+            )
+            assert r["roofline_speedup"] == pytest.approx(10 / (4 + 6 * r["decode_cost_ratio"]))  # fmt: skip
+
+
+def _point(sweep: dict, concurrency: int, mode: str) -> dict:
+    return next(p for p in sweep["points"] if (p["concurrency"], p["mode"]) == (concurrency, mode))
+
+
+def test_prediction_from_off_for_a_hand_computed_point():
+    sweep = synthetic_sweep()
+    off, spec = _point(sweep, 16, "off"), _point(sweep, 16, "fixed:2")
+    # off: 10 s wall, 6 s in 150 decode-only steps of 4 requests: 10 ms per token, f = 0.6.
+    off["specgate"] = _histograms(6.0, 150, 4.0)
+    # fixed:2: 100 decode request-steps drafting 2 and keeping 0.6 + 0.3 per step, 4 per step,
+    # context 200 + 200 / 2 = 300; 198 output tokens (8 first tokens, 100 + 90 after).
+    spec["client"]["total_output_tokens"] = 198
+    spec["spec_decode"].update(num_draft_tokens=200.0, num_accepted_tokens=90.0,
+                               accepted_per_position={"0": 60.0, "1": 30.0})  # fmt: skip
+    spec["specgate"] = _histograms(3.0, 100, 4.0)
+    spec["load"].update(mean_prompt_tokens=200.0, mean_output_tokens=200.0)
+    spec["controller"]["calibration"] = {**CALIBRATION, "samples": 512}
+    row = next(
+        r for r in analyze(sweep)["rows"] if (r["concurrency"], r["mode"]) == (16, "fixed:2")
+    )
+    spec_per_token = _planner(**CALIBRATION).step_seconds(4, 3, 300) / (4 * 1.9)
+    r = spec_per_token / 0.010
+    assert (row["drafted_per_step"], row["accepted_per_step"]) == (
+        pytest.approx(2.0),
+        pytest.approx(0.9),
+    )
+    assert row["spec_decode_ms_per_token"] == pytest.approx(spec_per_token * 1e3)
+    assert row["off_decode_ms_per_token"] == pytest.approx(10.0)
+    assert row["decode_cost_ratio"] == pytest.approx(r)
+    assert row["off_decode_share"] == pytest.approx(0.6)
+    predicted = 10.0 / (4.0 + 6.0 * r)
+    assert row["roofline_speedup"] == pytest.approx(predicted)
+    assert row["roofline_error"] == pytest.approx((predicted - 290 / 300) / (290 / 300))
+    assert row["roofline_unavailable"] is None
+
+
+def test_old_sweeps_without_off_step_metrics_report_n_a(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text(json.dumps(synthetic_sweep(off_steps=False)))
+    assert main(["report", str(tmp_path)]) == 0
+    assert "roofline check: n/a" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    roofline = report["roofline"]
+    assert (
+        roofline["median_abs_error"] is None and roofline["points"] == 0 and roofline["met"] is None
+    )
+    assert roofline["unavailable"] == [NO_OFF_STEPS]
+    assert roofline["roofline_only"]["points"] == 6  # the diagnostic still stands
+    speculative = [r for r in report["points"] if r["mode"] in ("fixed:2", "fixed:4", "adaptive")]
+    assert all(
+        r["roofline_speedup"] is None and r["roofline_unavailable"] == NO_OFF_STEPS
+        for r in speculative
+    )
+    assert all(r["roofline_only_speedup"] is not None for r in speculative)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "No prediction from `off`" in summary and "predates the `off` gateway" in summary
+    assert "| n/a | n/a |" in summary  # the prediction's cells
+    assert not (tmp_path / "roofline_humaneval.png").exists()
 
 
 def test_report_rebuilds_the_same_files_from_saved_data(tmp_path, capsys):
