@@ -2,7 +2,9 @@
 
 Two gateways side by side: `--speculative draft:<6-layer truncation>` with the adaptive policy,
 and `--speculative off`. Rounds alternate between them. Target: adaptive ≥ 0.95x off.
-For reference the same draft gateway is also measured at fixed:4 (what vLLM would do).
+For reference the same draft gateway is also measured at fixed:4 (what vLLM would do) and
+with its `off` policy (`draft-off`: no drafts, draft model paused — what is left is the cost of
+an engine built for speculation, which no γ can remove).
 
     python -m loadtests.bench_useless_draft --concurrency 1,8 --rounds 2
 """
@@ -40,30 +42,34 @@ def main(argv=None) -> int:
     workload = load_workload(args.workload, max_tokens=args.max_tokens)
     levels = [int(c) for c in args.concurrency.split(",")]
     draft = truncated_draft(prepare_embedded_model().path, Path(tempfile.mkdtemp(prefix="draft-")) / "draft-6")
-    results = {c: {"off": [], "adaptive": [], "fixed:4": []} for c in levels}
+    modes = ["off", "adaptive", "fixed:4", "draft-off"]
+    results = {c: {mode: [] for mode in modes} for c in levels}
     with running_gateway(["--speculative", f"draft:{draft}", "--gamma-max", "4"]) as draft_gw, \
             running_gateway(["--speculative", "off"]) as off_gw:
         asyncio.run(run_point(draft_gw.base_url, MODEL, workload.requests, 4, args.warmup_requests))
         for round_index in range(args.rounds):
             for concurrency in levels:
                 num_requests = max(4, 2 * concurrency)
-                order = ["off", "adaptive", "fixed:4"] if round_index % 2 == 0 else ["fixed:4", "adaptive", "off"]
+                order = modes if round_index % 2 == 0 else modes[::-1]
                 for mode in order:
                     url = off_gw.base_url if mode == "off" else draft_gw.base_url
                     if mode != "off":
-                        httpx.put(f"{draft_gw.base_url}/speculative", json={"policy": mode}).raise_for_status()
+                        policy = "off" if mode == "draft-off" else mode
+                        httpx.put(f"{draft_gw.base_url}/speculative", json={"policy": policy}).raise_for_status()
                     tps = asyncio.run(run_point(url, MODEL, workload.requests, concurrency, num_requests))
                     results[concurrency][mode].append(tps)
                     print(f"round {round_index} c={concurrency:<3} {mode:<9} {tps:7.1f} tok/s", flush=True)
         status = httpx.get(f"{draft_gw.base_url}/speculative").json()
     print(f"\ncontroller: acceptance by position {[round(p, 3) for p in status['acceptance_by_position']]}")
-    print(f"{'conc':>4}  {'off':>8}  {'adaptive':>8}  {'fixed:4':>8}  {'adaptive/off':>12}  {'fixed:4/off':>11}")
+    print(f"{'conc':>4}  {'off':>8}  {'adaptive':>8}  {'fixed:4':>8}  {'draft-off':>9}  {'adaptive/off':>12}  "
+          f"{'fixed:4/off':>11}  {'draft-off/off':>13}")
     ratios = []
     for concurrency in levels:
         med = {m: statistics.median(v) for m, v in results[concurrency].items()}
         ratios.append(med["adaptive"] / med["off"])
         print(f"{concurrency:>4}  {med['off']:8.1f}  {med['adaptive']:8.1f}  {med['fixed:4']:8.1f}  "
-              f"{med['adaptive'] / med['off']:12.3f}  {med['fixed:4'] / med['off']:11.3f}")
+              f"{med['draft-off']:9.1f}  {med['adaptive'] / med['off']:12.3f}  {med['fixed:4'] / med['off']:11.3f}  "
+              f"{med['draft-off'] / med['off']:13.3f}")
     print(f"\nadaptive / off, worst point: {min(ratios):.3f}  (target ≥ 0.95)")
     return 0
 

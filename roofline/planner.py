@@ -232,20 +232,26 @@ class GammaPlanner:
         roofline = self._target.seconds_one(batch, query_len, seq_len)
         return self.overhead_seconds + self.per_token_seconds * batch * query_len + self.scale * roofline
 
-    def cost_ratios(self, batch: int, seq_len: int) -> tuple[float, ...]:
-        """[t(γ+1) + draft seconds(γ)] / t(1) for γ = 0..γ_max: the speedup denominators."""
+    def step_costs(self, batch: int, seq_len: int) -> tuple[float, ...]:
+        """t(γ+1) + draft seconds(γ) for γ = 0..γ_max: what a step verifying γ drafts costs."""
         if self.bucket_seq_len:
             seq_len = seq_len_bucket(seq_len)
         key = (batch, seq_len)
-        ratios = self._cache.get(key)
-        if ratios is None:
-            ratios = self._compute_ratios(batch, seq_len)
+        costs = self._cache.get(key)
+        if costs is None:
+            costs = self._compute_costs(batch, seq_len)
             if len(self._cache) >= self.cache_entries:
                 self._cache.pop(next(iter(self._cache)), None)
-            self._cache[key] = ratios
-        return ratios
+            self._cache[key] = costs
+        return costs
 
-    def _compute_ratios(self, batch: int, seq_len: int) -> tuple[float, ...]:
+    def cost_ratios(self, batch: int, seq_len: int) -> tuple[float, ...]:
+        """[t(γ+1) + draft seconds(γ)] / t(1) for γ = 0..γ_max: the speedup denominators."""
+        costs = self.step_costs(batch, seq_len)
+        decode = costs[0]
+        return tuple(cost / decode for cost in costs)
+
+    def _compute_costs(self, batch: int, seq_len: int) -> tuple[float, ...]:
         if batch < 1 or seq_len < 0:
             raise ValueError(f"need batch ≥ 1 and seq_len ≥ 0, got {batch}, {seq_len}")
         overhead, scale, per_token = self.overhead_seconds, self.scale, self.per_token_seconds * batch
@@ -258,14 +264,11 @@ class GammaPlanner:
             per_draft = self.draft_cost_ratio * decode
             if self._draft is not None:
                 per_draft += scale * self._draft.seconds_one(batch, 1, seq_len)
-            ratios = [(step + gamma * per_draft) / decode for gamma, step in enumerate(steps)]
-        else:
-            per_block = self.draft_cost_ratio * decode
-            if self._draft is not None:
-                per_block += scale * self._draft.seconds_one(batch, self.draft_block_size, seq_len)
-            ratios = [(step + per_block) / decode for step in steps]
-        ratios[0] = 1.0
-        return tuple(ratios)
+            return tuple(step + gamma * per_draft for gamma, step in enumerate(steps))
+        per_block = self.draft_cost_ratio * decode
+        if self._draft is not None:
+            per_block += scale * self._draft.seconds_one(batch, self.draft_block_size, seq_len)
+        return (decode, *(step + per_block for step in steps[1:]))
 
     def speedup_curve(self, batch: int, seq_len: int, acceptance: Acceptance) -> list[float]:
         """S(γ) for γ = 0..γ_max; S(0) = 1.0."""

@@ -73,11 +73,14 @@ def vllm_cli_args(settings: ServeSettings, model_path: Path, *, with_controller:
     spec = speculative_config(settings)
     if spec is not None:
         args += ["--speculative-config", json.dumps(spec)]
-        if with_controller:
+    if with_controller:
+        # Without speculation the scheduler only times steps (the `off` baseline's step seconds).
+        args += ["--scheduler-cls", SCHEDULER_QUALNAME]
+        if spec is not None:
             options = {"gamma_policy": settings.gamma_policy}
             if settings.hardware:
                 options["hardware"] = settings.hardware
-            args += ["--scheduler-cls", SCHEDULER_QUALNAME, "--additional-config", json.dumps({"specgate": options})]
+            args += ["--additional-config", json.dumps({"specgate": options})]
     return args + shlex.split(settings.vllm_args)
 
 

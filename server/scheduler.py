@@ -25,6 +25,7 @@ from server.controller.controller import ControllerConfig, GammaController, Step
 from server.controller.hardware import detect_hardware_preset
 from server.controller.metrics import PrometheusSink, StepStats
 from server.controller.policy import GammaPolicy
+from server.vllm_plugin import SKIP_DRAFTER_FIELD
 
 logger = logging.getLogger("specgate.scheduler")
 CHEAP_DRAFTERS = ("ngram", "suffix")
@@ -34,7 +35,7 @@ ACCEPTANCE_METRICS_EVERY_STEPS = 8
 
 @dataclass(slots=True)
 class PendingStep:
-    plan: StepPlan
+    plan: StepPlan | None  # None: speculation off in this engine, only timed
     shadow: dict[str, tuple[int, int]]  # request → (position, first unverified draft token)
     batch: int
     tokens: int
@@ -43,10 +44,16 @@ class PendingStep:
     started: float
 
 
-def build_controller(vllm_config) -> tuple[GammaController, PrometheusSink] | None:
+def _served_name(vllm_config) -> str:
+    served_name = vllm_config.model_config.served_model_name
+    return served_name if isinstance(served_name, str) else served_name[0]
+
+
+def build_controller(vllm_config) -> tuple[GammaController | None, PrometheusSink]:
+    """The controller and its metrics sink; without speculation only the sink (step times)."""
     spec = vllm_config.speculative_config
     if spec is None:
-        return None
+        return None, PrometheusSink(_served_name(vllm_config), gamma_max=0)
     options = (vllm_config.additional_config or {}).get("specgate", {})
     hardware_name = options.get("hardware") or detect_hardware_preset()
     config = ControllerConfig(
@@ -59,8 +66,7 @@ def build_controller(vllm_config) -> tuple[GammaController, PrometheusSink] | No
     draft_model = load_model(spec.model) if spec.method == "draft_model" and spec.model else None
     controller = GammaController(config, load_model(vllm_config.model_config.model),
                                  load_hardware(hardware_name), draft_model)
-    served_name = vllm_config.model_config.served_model_name
-    sink = PrometheusSink(served_name if isinstance(served_name, str) else served_name[0], config.gamma_max)
+    sink = PrometheusSink(_served_name(vllm_config), config.gamma_max)
     sink.record_policy(str(config.policy))
     logger.info("specgate controller: policy %s, γ ≤ %d, hardware %s", config.policy, config.gamma_max, hardware_name)
     return controller, sink
@@ -69,38 +75,52 @@ def build_controller(vllm_config) -> tuple[GammaController, PrometheusSink] | No
 class SpecgateScheduler(Scheduler):
     def __init__(self, vllm_config, *args, **kwargs):
         super().__init__(vllm_config, *args, **kwargs)
-        built = build_controller(vllm_config)
-        self.controller, self.sink = built if built else (None, None)
+        self.controller, self.sink = build_controller(vllm_config)
         self._pending: PendingStep | None = None
+        self._drafter_skipped = False
 
     def schedule(self, *args, **kwargs):
-        if self.controller is None:
-            return super().schedule(*args, **kwargs)
         decoding = [r for r in self.running if r.num_computed_tokens >= r.num_prompt_tokens]
+        if self.controller is None:
+            output = super().schedule(*args, **kwargs)
+            self._pending = self._pending_step(None, {}, decoding, output)
+            return output
         plan = self.controller.plan([(r.request_id, r.num_computed_tokens) for r in decoding])
         shadow = {}
         for request in decoding:
             drafts = request.spec_token_ids
-            keep = plan.gamma_by_request.get(request.request_id, 0)
+            # After a step without the drafter its "drafts" are placeholders, not proposals.
+            keep = 0 if self._drafter_skipped else plan.gamma_by_request.get(request.request_id, 0)
             if len(drafts) > keep:
-                shadow[request.request_id] = (keep, drafts[keep])
+                if not self._drafter_skipped:
+                    shadow[request.request_id] = (keep, drafts[keep])
                 request.spec_token_ids = drafts[:keep]
 
         output = super().schedule(*args, **kwargs)
 
         output.num_spec_tokens_to_schedule = plan.proposals_next_step
+        self._drafter_skipped = not plan.run_drafter
+        setattr(output, SKIP_DRAFTER_FIELD, self._drafter_skipped)  # read by server.vllm_plugin's runner patch
+        self._pending = self._pending_step(plan, shadow, decoding, output)
+        return output
+
+    @staticmethod
+    def _pending_step(plan, shadow, decoding, output) -> PendingStep:
         verified = sum(len(d) for d in output.scheduled_spec_decode_tokens.values())
         decode_only = (not output.scheduled_new_reqs and len(output.num_scheduled_tokens) == len(decoding)
                        and output.total_num_scheduled_tokens == len(decoding) + verified)
         seq_len = sum(r.num_computed_tokens for r in decoding) // len(decoding) if decoding else 0
-        self._pending = PendingStep(plan, shadow, len(decoding), output.total_num_scheduled_tokens, seq_len,
-                                    decode_only and bool(decoding), time.perf_counter())
-        return output
+        return PendingStep(plan, shadow, len(decoding), output.total_num_scheduled_tokens, seq_len,
+                           decode_only and bool(decoding), time.perf_counter())
 
     def update_from_output(self, scheduler_output, model_runner_output):
         pending, self._pending = self._pending, None
-        if self.controller is not None and pending is not None:
-            self._learn(pending, scheduler_output, model_runner_output)
+        if pending is not None:
+            if self.controller is not None:
+                self._learn(pending, scheduler_output, model_runner_output)
+            elif pending.batch:
+                observed = time.perf_counter() - pending.started if pending.decode_only else None
+                self.sink.record_plain_step(pending.batch, observed)
         return super().update_from_output(scheduler_output, model_runner_output)
 
     def _learn(self, pending: PendingStep, scheduler_output, model_runner_output) -> None:
@@ -126,12 +146,11 @@ class SpecgateScheduler(Scheduler):
                           pending.plan.decision_seconds, accepted_tokens=accepted_total)
         if pending.decode_only:
             raw, predicted = controller.predicted_step_seconds(pending.batch, pending.tokens, pending.seq_len)
-            controller.observe_step(pending.batch, pending.tokens, pending.seq_len, raw, observed)
+            controller.observe_step(pending.batch, pending.tokens, raw, observed)
             stats.predicted_step_seconds, stats.observed_step_seconds = predicted, observed
             # speedup = E(γ) / [t(γ) / t(1)], so the batch emits B · speedup / t(1) tokens per second.
-            _, plain_step = controller.predicted_step_seconds(pending.batch, pending.batch, pending.seq_len)
-            if plain_step > 0:
-                stats.predicted_goodput_tokens_per_second = pending.batch * pending.plan.predicted_speedup / plain_step
+            plain_step = controller.costs.step_costs(pending.batch, pending.seq_len)[0]
+            stats.predicted_goodput_tokens_per_second = pending.batch * pending.plan.predicted_speedup / plain_step
         self.sink.record_step(stats)
         steps = controller.status_steps
         if steps % ACCEPTANCE_METRICS_EVERY_STEPS == 0:

@@ -1,7 +1,8 @@
 """`GammaController`: choose γ for this step and for each request, learn from the outcome.
 
-Decision (adaptive): the batch-level optimum γ* = argmax_γ E(p, γ) / [C(B,γ+1,S)/C(B,1,S) + draft]
-over the calibrated roofline, held unless another γ beats it by `hysteresis`. Then each
+Decision (adaptive): the batch-level optimum γ* = argmax_γ E(p, γ) / [t(B,γ+1,S)/t(B,1,S) + draft]
+with t the step-cost model (the roofline, calibrated online and corrected per batch size, see
+:mod:`server.controller.step_cost`), held unless another γ beats it by `hysteresis`. Then each
 request gets the leading drafts worth their price: at the operating point the batch makes
 S* tokens per unit step time, and one more draft position costs ΔR = R(γ*+1) − R(γ*) of a
 step, so request i's k-th draft pays iff Π_{j≤k} p_ij > S* · ΔR. A request copying from its
@@ -12,14 +13,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from roofline import HardwareSpec, ModelSpec
-from roofline.calibration import fit_step_model
 from roofline.planner import GammaPlanner
 from server.controller.acceptance import AcceptanceEstimates, survival_of
 from server.controller.policy import GammaPolicy
+from server.controller.step_cost import StepCostModel
 
 
 @dataclass(slots=True)
@@ -29,11 +29,17 @@ class ControllerConfig:
     drafter_is_cheap: bool = True  # ngram: proposing costs ~nothing, so shadow drafts are free
     draft_cost_ratio: float = 0.0
     hysteresis: float = 0.03
-    explore_probability: float = 0.04
+    explore_probability: float = 0.02
     shadow_every_steps: int = 8
     min_draft_probability: float = 0.05
     calibration_every_steps: int = 64
     calibration_window: int = 2048
+    # A draft model runs a forward pass every step to keep its KV cache in step, even at γ = 0.
+    # After this many steps in which nobody drafts, the drafter is paused altogether...
+    pause_drafter_after_steps: int = 32
+    # ...except for a probe of `draft_probe_steps` steps every `draft_probe_every_steps`.
+    draft_probe_every_steps: int = 1024
+    draft_probe_steps: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -41,6 +47,8 @@ class ControllerConfig:
             raise ValueError("gamma_max must be ≥ 1")
         if not 0 <= self.explore_probability < 1 or not 0 <= self.hysteresis < 1:
             raise ValueError("explore_probability and hysteresis must be in [0, 1)")
+        if not 2 <= self.draft_probe_steps < self.draft_probe_every_steps:
+            raise ValueError("need 2 ≤ draft_probe_steps < draft_probe_every_steps")
 
 
 @dataclass(slots=True)
@@ -50,14 +58,17 @@ class StepPlan:
     gamma: int  # the most drafts any request verifies this step
     predicted_speedup: float
     decision_seconds: float = 0.0
+    run_drafter: bool = True  # False: skip the draft model's forward pass this step
+    explored: bool = False
 
 
-@dataclass(slots=True)
-class Calibration:
-    overhead_seconds: float = 0.0
-    per_token_seconds: float = 0.0
-    scale: float = 1.0
-    samples: int = 0
+def speedup_curve(ratios: list[float], survival: list[float]) -> list[float]:
+    """S(γ) = E(γ) / ratio(γ), E(γ) = 1 + Σ_{k≤γ} Π_{j≤k} p_j (Leviathan et al. 2023, Eq. 1 per position)."""
+    curve, expected = [1.0], 1.0
+    for gamma in range(1, len(ratios)):
+        expected += survival[gamma - 1]
+        curve.append(expected / ratios[gamma])
+    return curve
 
 
 @dataclass(slots=True)
@@ -67,24 +78,19 @@ class GammaController:
     hardware: HardwareSpec
     draft_model: ModelSpec | None = None
     acceptance: AcceptanceEstimates = field(init=False)
-    calibration: Calibration = field(default_factory=Calibration)
-    _raw_planner: GammaPlanner = field(init=False)
-    _planner: GammaPlanner = field(init=False)
-    _samples: deque = field(init=False)
+    costs: StepCostModel = field(init=False)
     _rng: random.Random = field(init=False)
     _steps: int = 0
     _held_gamma: int = 0
+    _idle_steps: int = 0  # consecutive steps in which nobody drafted (draft-model drafters)
     last_gamma: int = 0
     last_predicted_speedup: float = 1.0
 
     def __post_init__(self) -> None:
         self.acceptance = AcceptanceEstimates(self.config.gamma_max)
-        self._raw_planner = GammaPlanner(
-            self.model, self.hardware, self.config.gamma_max, self.config.draft_cost_ratio,
-            draft_model=self.draft_model,
-        )
-        self._planner = self._raw_planner
-        self._samples = deque(maxlen=self.config.calibration_window)
+        roofline = GammaPlanner(self.model, self.hardware, self.config.gamma_max, self.config.draft_cost_ratio,
+                                draft_model=self.draft_model)
+        self.costs = StepCostModel(roofline, window=self.config.calibration_window)
         self._rng = random.Random(self.config.seed)
         self.last_gamma = self._held_gamma = self.config.gamma_max
 
@@ -107,33 +113,37 @@ class GammaController:
             gamma = 0 if policy.kind == "off" else self.last_gamma
             speedup = 1.0 if policy.kind == "off" else self.last_predicted_speedup
             plan = StepPlan({rid: 0 for rid, _ in requests}, 0 if policy.kind == "off" else gamma_max, gamma, speedup)
+            plan.run_drafter = policy.kind != "off" or self.config.drafter_is_cheap
         elif policy.kind in ("fixed", "table"):
             gamma = min(policy.fixed_gamma if policy.kind == "fixed" else policy.table_gamma(batch), gamma_max)
-            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma,
-                            self._predicted_speedup(batch, requests, gamma))
+            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._curve(requests)[gamma])
         else:
             plan = self._plan_adaptive(requests)
+            if not self.config.drafter_is_cheap:
+                self._pause_idle_drafter(plan)
         plan.decision_seconds = time.perf_counter() - started
         self.last_gamma, self.last_predicted_speedup = plan.gamma, plan.predicted_speedup
         return plan
 
+    def _curve(self, requests: list[tuple[str, int]]) -> list[float]:
+        seq_len = sum(context for _, context in requests) // len(requests)
+        return speedup_curve(self.costs.cost_ratios(len(requests), seq_len), survival_of(self.acceptance.global_p))
+
     def _plan_adaptive(self, requests: list[tuple[str, int]]) -> StepPlan:
         gamma_max, batch = self.config.gamma_max, len(requests)
         seq_len = sum(context for _, context in requests) // batch
-        curve = self._planner.speedup_curve(batch, seq_len, self.acceptance.global_p)
+        ratios = self.costs.cost_ratios(batch, seq_len)
+        global_survival = survival_of(self.acceptance.global_p)
+        curve = speedup_curve(ratios, global_survival)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held
         if self._rng.random() < self.config.explore_probability:
-            # Calibration needs step times at several query lengths, not only the chosen one.
-            gamma = self._rng.randint(0, gamma_max)
-            return StepPlan({rid: gamma for rid, _ in requests}, gamma_max, gamma, curve[gamma])
+            return self._explore(requests, curve)
 
-        ratios = self._planner.cost_ratios(batch, seq_len)
         next_gamma = min(gamma + 1, gamma_max)
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
-        global_survival = survival_of(self.acceptance.global_p)
         gamma_by_request, most, drafts, expected = {}, 0, 0, 0.0
         for request_id, _ in requests:
             survival = self.acceptance.survival(request_id) or global_survival
@@ -152,6 +162,44 @@ class GammaController:
         speedup = (1.0 + expected / batch) / ratio
         return StepPlan(gamma_by_request, self._proposals(most), most, speedup)
 
+    def _explore(self, requests: list[tuple[str, int]], curve: list[float]) -> StepPlan:
+        """Verify γ_e drafts for a random ~B/γ_e of the requests: calibration needs step times at
+        several token counts and acceptance needs deep positions, at about one extra plain step's
+        tokens (verifying γ_max for everyone would cost several steps at a large batch)."""
+        gamma_max, batch = self.config.gamma_max, len(requests)
+        gamma = self._rng.randint(1, gamma_max)
+        chosen = set(self._rng.sample(range(batch), max(1, min(batch, round(batch / gamma)))))
+        gamma_by_request = {rid: gamma if i in chosen else 0 for i, (rid, _) in enumerate(requests)}
+        return StepPlan(gamma_by_request, gamma_max, gamma, curve[gamma], explored=True)
+
+    def _pause_idle_drafter(self, plan: StepPlan) -> None:
+        """Draft models: pause the drafter once nobody has drafted for a while; probe it now and then.
+
+        Paused, the draft model's KV cache misses the tokens of those steps, so its drafts for
+        requests that lived through a pause are worse: the probes underestimate acceptance, which
+        only delays turning speculation back on; verification keeps outputs exact either way."""
+        config = self.config
+        if plan.explored:
+            if self._idle_steps < config.pause_drafter_after_steps:
+                return  # exploring neither resets nor advances the idle count
+            plan.gamma_by_request, plan.gamma = dict.fromkeys(plan.gamma_by_request, 0), 0  # no drafts exist
+        if plan.gamma > 0:
+            self._idle_steps = 0
+            return
+        self._idle_steps += 1
+        paused_for = self._idle_steps - config.pause_drafter_after_steps
+        if paused_for < 0:
+            return
+        phase = paused_for % config.draft_probe_every_steps
+        probe_start = config.draft_probe_every_steps - config.draft_probe_steps
+        if phase < probe_start:
+            plan.run_drafter, plan.proposals_next_step = False, 0
+        else:  # probe: the first step drafts, the following ones verify every draft
+            plan.proposals_next_step = config.gamma_max
+            if phase > probe_start:
+                plan.gamma_by_request = dict.fromkeys(plan.gamma_by_request, config.gamma_max)
+                plan.gamma, plan.explored = config.gamma_max, True
+
     def _proposals(self, most_wanted: int) -> int:
         """How many drafts the drafter proposes for the next step."""
         if most_wanted > 0:
@@ -162,29 +210,19 @@ class GammaController:
             return self.config.gamma_max if self.config.drafter_is_cheap else 1
         return 0
 
-    def _predicted_speedup(self, batch: int, requests: list[tuple[str, int]], gamma: int) -> float:
-        seq_len = sum(context for _, context in requests) // batch
-        return self._planner.speedup_curve(batch, seq_len, self.acceptance.global_p)[gamma]
-
     # ---- learning -------------------------------------------------------------------
     def predicted_step_seconds(self, batch: int, tokens: int, seq_len: int) -> tuple[float, float]:
         """(raw roofline seconds, calibrated seconds) for a decode step of `tokens` tokens."""
-        query_len = tokens / batch
-        raw = self._raw_planner.step_seconds(batch, query_len, seq_len)
-        return raw, self._planner.step_seconds(batch, query_len, seq_len)
+        return self.costs.step_seconds(batch, tokens, seq_len)
 
-    def observe_step(self, batch: int, tokens: int, seq_len: int, raw_predicted: float, observed: float) -> None:
-        """A measured decode-only step; refits t0, per-token cost and scale now and then."""
-        self._samples.append((tokens, raw_predicted, observed))
-        if len(self._samples) >= 16 and self._steps % self.config.calibration_every_steps == 0:
-            self.recalibrate()
+    def observe_step(self, batch: int, tokens: int, raw_predicted: float, observed: float) -> None:
+        """A measured decode-only step; refits the step-cost model now and then."""
+        self.costs.observe(batch, tokens, raw_predicted, observed)
+        if self._steps % self.config.calibration_every_steps == 0:
+            self.costs.refit()
 
     def recalibrate(self) -> None:
-        fit = fit_step_model(self._samples)
-        self.calibration = Calibration(fit.overhead_seconds, fit.per_token_seconds, fit.scale, len(self._samples))
-        self._planner = self._raw_planner.with_calibration(
-            overhead_seconds=fit.overhead_seconds, scale=fit.scale, per_token_seconds=fit.per_token_seconds
-        )
+        self.costs.refit()
 
     @property
     def status_steps(self) -> int:
@@ -199,12 +237,9 @@ class GammaController:
             "acceptance_by_position": list(self.acceptance.global_p),
             "acceptance_rate": self.acceptance.mean_acceptance(),
             "tracked_requests": len(self.acceptance.by_request),
-            "calibration": {
-                "overhead_seconds": self.calibration.overhead_seconds,
-                "per_token_seconds": self.calibration.per_token_seconds,
-                "scale": self.calibration.scale,
-                "samples": self.calibration.samples,
-            },
+            "calibration": self.costs.status(),
+            "drafter_paused": not self.config.drafter_is_cheap
+            and self._idle_steps >= self.config.pause_drafter_after_steps,
             "model": self.model.name,
             "hardware": self.hardware.name,
             "steps": self._steps,

@@ -43,7 +43,7 @@ class PrometheusSink:
         self._label = {"model_name": model_name}
         self.gamma_chosen = Histogram("specgate_gamma_chosen", "γ chosen for the batch per scheduling step.",
                                       labels, buckets=GAMMA_BUCKETS)
-        self.batch_size = Histogram("specgate_batch_size", "Decoding requests per scheduling step.",
+        self.batch_size = Histogram("specgate_batch_size", "Decoding requests per step (steps with any).",
                                     labels, buckets=BATCH_BUCKETS)
         self.acceptance_rate = Gauge("specgate_acceptance_rate",
                                      "Estimated per-draft-token acceptance rate (EWMA, global).",
@@ -83,7 +83,8 @@ class PrometheusSink:
     def record_step(self, stats: StepStats) -> None:
         label = self._label
         self.gamma_chosen.labels(**label).observe(stats.gamma)
-        self.batch_size.labels(**label).observe(stats.batch_size)
+        if stats.batch_size:  # prefill-only steps have no decoding batch
+            self.batch_size.labels(**label).observe(stats.batch_size)
         self.predicted_speedup.labels(**label).set(stats.predicted_speedup)
         self.decision_seconds.labels(**label).observe(stats.decision_seconds)
         if stats.predicted_step_seconds is not None:
@@ -94,6 +95,12 @@ class PrometheusSink:
             self.observed_step.labels(**label).observe(stats.observed_step_seconds)
         if stats.accepted_tokens is not None:
             self.accepted_tokens.labels(**label).observe(stats.accepted_tokens)
+
+    def record_plain_step(self, batch_size: int, observed_step_seconds: float | None) -> None:
+        """A step of an engine without speculation: batch size, and the time of decode-only steps."""
+        self.batch_size.labels(**self._label).observe(batch_size)
+        if observed_step_seconds is not None:
+            self.observed_step.labels(**self._label).observe(observed_step_seconds)
 
     def record_acceptance(self, rate: float, by_position: list[float]) -> None:
         self.acceptance_rate.labels(**self._label).set(rate)

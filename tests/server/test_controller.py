@@ -111,7 +111,7 @@ def test_calibration_fits_measured_step_times():
         for q in (1, 2, 3, 5):
             tokens = size * q
             raw, _ = controller.predicted_step_seconds(size, tokens, 512)
-            controller.observe_step(size, tokens, 512, raw, 0.020 + 0.002 * tokens)
+            controller.observe_step(size, tokens, raw, 0.020 + 0.002 * tokens)
     controller.recalibrate()
     _, predicted = controller.predicted_step_seconds(8, 16, 512)
     assert predicted == pytest.approx(0.020 + 0.002 * 16, rel=0.05)
@@ -124,7 +124,7 @@ def test_calibrated_costly_verification_lowers_gamma_at_large_batch():
     for size in (1, 4, 16, 64):
         for q in (1, 2, 5):
             raw, _ = controller.predicted_step_seconds(size, size * q, 512)
-            controller.observe_step(size, size * q, 512, raw, 0.020 + 0.002 * size * q)
+            controller.observe_step(size, size * q, raw, 0.020 + 0.002 * size * q)
     controller.recalibrate()
     controller._held_gamma = 4
     small = controller.plan(batch(1)).gamma
@@ -170,3 +170,52 @@ def test_plan_gammas_are_within_bounds(size, acceptance, policy):
     assert all(0 <= g <= 4 for g in plan.gamma_by_request.values())
     assert 0 <= plan.proposals_next_step <= 4
     assert plan.predicted_speedup >= 1.0 or policy != "adaptive"
+
+
+# ---- exploration and the draft-model pause -------------------------------------------------
+def test_exploration_verifies_about_one_extra_step_of_tokens():
+    controller = make_controller(gamma_max=8, explore_probability=0.99)
+    set_global_acceptance(controller, 0.0)
+    for _ in range(50):
+        plan = controller.plan(batch(64))
+        if plan.explored:
+            assert sum(plan.gamma_by_request.values()) <= 64 + 8
+
+
+def draft_model_controller(**config):
+    config.setdefault("pause_drafter_after_steps", 4)
+    config.setdefault("draft_probe_every_steps", 16)
+    config.setdefault("draft_probe_steps", 3)
+    return make_controller(drafter_is_cheap=False, hysteresis=0.0, **config)
+
+
+def test_an_idle_draft_model_is_paused_and_probed_now_and_then():
+    controller = draft_model_controller()
+    set_global_acceptance(controller, 0.0)
+    plans = [controller.plan(batch(4)) for _ in range(4 + 32)]
+    assert all(p.run_drafter for p in plans[:3])
+    paused = [p for p in plans[4:] if not p.run_drafter]
+    assert len(paused) == 2 * (16 - 3) and all(p.proposals_next_step == 0 and p.gamma == 0 for p in paused)
+    probes = [p for p in plans[4:] if p.run_drafter]
+    assert len(probes) == 2 * 3
+    # a probe drafts first, then verifies every draft
+    assert probes[0].gamma == 0 and probes[0].proposals_next_step == 4
+    assert all(p.gamma == 4 and p.explored for p in probes[1:3])
+    assert controller.status()["drafter_paused"] is True
+
+
+def test_the_drafter_resumes_when_drafting_pays_again():
+    controller = draft_model_controller()
+    set_global_acceptance(controller, 0.0)
+    for _ in range(8):
+        controller.plan(batch(4))
+    assert not controller.plan(batch(4)).run_drafter
+    set_global_acceptance(controller, 0.95)
+    plan = controller.plan(batch(1))
+    assert plan.run_drafter and plan.gamma > 0 and controller.status()["drafter_paused"] is False
+
+
+def test_cheap_drafters_are_never_paused():
+    controller = make_controller(hysteresis=0.0, pause_drafter_after_steps=2)
+    set_global_acceptance(controller, 0.0)
+    assert all(controller.plan(batch(4)).run_drafter for _ in range(64))

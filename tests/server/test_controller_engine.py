@@ -49,7 +49,8 @@ def test_status_reports_policy_estimates_and_calibration(sd_gateway, client, mod
     assert len(status["acceptance_by_position"]) == 4
     assert all(0 <= p <= 1 for p in status["acceptance_by_position"])
     assert status["hardware"] == "cpu-local" and status["steps"] > 0
-    assert set(status["calibration"]) == {"overhead_seconds", "per_token_seconds", "scale", "samples"}
+    assert {"overhead_seconds", "per_token_seconds", "scale", "samples", "by_batch_bucket"} <= set(status["calibration"])
+    assert status["drafter_paused"] is False  # ngram: nothing to pause
 
 
 def test_bad_policy_is_a_400_and_changes_nothing(sd_gateway):
@@ -88,14 +89,27 @@ def test_metrics_from_the_engine_process_reach_the_gateway(sd_gateway, client, m
 
 def test_useless_draft_model_is_turned_off(embedded_model_path, tmp_path):
     draft = truncated_draft(embedded_model_path, tmp_path / "draft-6-layers")
-    with running_gateway(["--speculative", f"draft:{draft}", "--gamma-max", "4"], log_dir=tmp_path) as gateway:
+    model = "SmolLM2-135M-Instruct"
+    args = ["--speculative", f"draft:{draft}", "--gamma-max", "4", "--dtype", "float32"]
+    with running_gateway(args, log_dir=tmp_path) as gateway:
         client = OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=300)
         for round_start in (0, 4, 8):  # a few hundred steps
-            send_concurrently(client, "SmolLM2-135M-Instruct", ALL[round_start:round_start + 3], max_tokens=96)
+            send_concurrently(client, model, ALL[round_start:round_start + 3], max_tokens=96)
         status = httpx.get(f"{gateway.base_url}/speculative").json()
         before = gamma_histogram(gateway.root_url)
-        send_concurrently(client, "SmolLM2-135M-Instruct", ALL[4:8], max_tokens=64)
+        send_concurrently(client, model, ALL[4:8], max_tokens=64)
         later = steps_by_gamma(before, gamma_histogram(gateway.root_url))
+        # with the draft model paused, outputs are still the target's own
+        paused = [complete(client, model, prompt) for prompt in ALL[:2]]
+        httpx.put(f"{gateway.base_url}/speculative", json={"policy": "off"}).raise_for_status()
+        plain = [complete(client, model, prompt) for prompt in ALL[:2]]
     assert status["steps"] >= 200
+    assert status["drafter_paused"] is True, status
     # after those steps, nearly every step verifies no drafts at all
     assert later[0] >= 0.8 * sum(later.values()), later
+    assert paused == plain
+
+
+def complete(client, model, prompt) -> str:
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                          max_tokens=48, temperature=0).choices[0].message.content
