@@ -78,6 +78,7 @@ class SpecgateScheduler(Scheduler):
         self.controller, self.sink = build_controller(vllm_config)
         self._pending: PendingStep | None = None
         self._drafter_skipped = False
+        self.expects_draft_tokens = True
 
     def schedule(self, *args, **kwargs):
         decoding = [r for r in self.running if r.num_computed_tokens >= r.num_prompt_tokens]
@@ -100,6 +101,7 @@ class SpecgateScheduler(Scheduler):
 
         output.num_spec_tokens_to_schedule = plan.proposals_next_step
         self._drafter_skipped = not plan.run_drafter
+        self.expects_draft_tokens = plan.run_drafter and plan.proposals_next_step > 0  # read by vllm_plugin
         setattr(output, SKIP_DRAFTER_FIELD, self._drafter_skipped)  # read by server.vllm_plugin's runner patch
         self._pending = self._pending_step(plan, shadow, decoding, output)
         return output
