@@ -35,12 +35,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PORT_TAKEN = "address already in use"
+PORT_RETRIES = 3
+
+
 @dataclass(slots=True)
 class ServerProcess:
     name: str
     process: subprocess.Popen
     port: int
     log_path: Path
+    command_for_port: object = None  # port → argv, to start again on another port
+    env: dict | None = None
 
     @property
     def root_url(self) -> str:
@@ -112,13 +118,25 @@ def start_server(
             env=full_env,
             start_new_session=True,
         )
-    return ServerProcess(name, process, port, log_path)
+    return ServerProcess(name, process, port, log_path, command_for_port, env)
+
+
+def _restart_on_another_port(server: ServerProcess) -> None:
+    """The HTTP port is bound only once the engine is up (tens of seconds): another engine
+    starting meanwhile may take it for its own sockets. Start again elsewhere."""
+    again = start_server(server.name, server.command_for_port, env=server.env, log_dir=server.log_path.parent)
+    server.process, server.port, server.log_path = again.process, again.port, again.log_path
 
 
 def wait_until_healthy(server: ServerProcess, timeout_seconds: float = 600.0) -> None:
     deadline = time.monotonic() + timeout_seconds
+    retries = PORT_RETRIES
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
+            if retries and server.command_for_port and PORT_TAKEN in server.log_tail():
+                retries -= 1
+                _restart_on_another_port(server)
+                continue
             raise RuntimeError(
                 f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
             )
