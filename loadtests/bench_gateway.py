@@ -28,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests-per-slot", type=int, default=2, help="requests per worker per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--gateway-args", default="--speculative ngram --gamma-max 4")
+    parser.add_argument("--gateway-args", default="--speculative ngram --gamma-max 4 --gamma-policy fixed:4",
+                        help="the peer gets the same engine flags, with vLLM's own scheduler (fixed γ = gamma-max)")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
 
     results: dict[int, dict[str, list[dict]]] = {c: {"gateway": [], "vllm": []} for c in levels}
-    with running_gateway(gateway_args) as gateway, running_vllm_server(vllm_cli_args(settings, model_path)) as peer:
+    with running_gateway(gateway_args) as gateway, running_vllm_server(vllm_cli_args(settings, model_path, with_controller=False)) as peer:
         servers = {"gateway": gateway, "vllm": peer}
         for round_index in range(args.rounds):
             for concurrency in levels:
