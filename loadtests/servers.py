@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -45,7 +45,7 @@ class ServerProcess:
     process: subprocess.Popen
     port: int
     log_path: Path
-    command_for_port: object = None  # port → argv, to start again on another port
+    command_for_port: Callable[[int], list[str]] | None = None  # to start again on another port
     env: dict | None = None
 
     @property

@@ -203,7 +203,7 @@ class GammaPlanner:
             target, draft = _coefficients
         self._target, self._draft = target, draft
         self._query_lens = tuple(range(1, self.gamma_max + 2))
-        self._cache: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._cache: dict[tuple[int, int], tuple[tuple[float, ...], tuple[float, ...]]] = {}
 
     def with_calibration(
         self,
@@ -234,22 +234,25 @@ class GammaPlanner:
 
     def step_costs(self, batch: int, seq_len: int) -> tuple[float, ...]:
         """t(γ+1) + draft seconds(γ) for γ = 0..γ_max: what a step verifying γ drafts costs."""
-        if self.bucket_seq_len:
-            seq_len = seq_len_bucket(seq_len)
-        key = (batch, seq_len)
-        costs = self._cache.get(key)
-        if costs is None:
-            costs = self._compute_costs(batch, seq_len)
-            if len(self._cache) >= self.cache_entries:
-                self._cache.pop(next(iter(self._cache)), None)
-            self._cache[key] = costs
-        return costs
+        return self._cached(batch, seq_len)[0]
 
     def cost_ratios(self, batch: int, seq_len: int) -> tuple[float, ...]:
         """[t(γ+1) + draft seconds(γ)] / t(1) for γ = 0..γ_max: the speedup denominators."""
-        costs = self.step_costs(batch, seq_len)
-        decode = costs[0]
-        return tuple(cost / decode for cost in costs)
+        return self._cached(batch, seq_len)[1]
+
+    def _cached(self, batch: int, seq_len: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(step costs, cost ratios) for (batch, sequence-length bucket), computed once."""
+        if self.bucket_seq_len:
+            seq_len = seq_len_bucket(seq_len)
+        key = (batch, seq_len)
+        entry = self._cache.get(key)
+        if entry is None:
+            costs = self._compute_costs(batch, seq_len)
+            entry = (costs, tuple(cost / costs[0] for cost in costs))
+            if len(self._cache) >= self.cache_entries:
+                self._cache.pop(next(iter(self._cache)), None)
+            self._cache[key] = entry
+        return entry
 
     def _compute_costs(self, batch: int, seq_len: int) -> tuple[float, ...]:
         if batch < 1 or seq_len < 0:

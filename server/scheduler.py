@@ -77,8 +77,7 @@ class SpecgateScheduler(Scheduler):
         super().__init__(vllm_config, *args, **kwargs)
         self.controller, self.sink = build_controller(vllm_config)
         self._pending: PendingStep | None = None
-        self._drafter_skipped = False
-        self.expects_draft_tokens = True
+        self.expects_draft_tokens = True  # read by server.vllm_plugin's EngineCore.post_step patch
 
     def schedule(self, *args, **kwargs):
         decoding = [r for r in self.running if r.num_computed_tokens >= r.num_prompt_tokens]
@@ -90,19 +89,18 @@ class SpecgateScheduler(Scheduler):
         shadow = {}
         for request in decoding:
             drafts = request.spec_token_ids
-            # After a step without the drafter its "drafts" are placeholders, not proposals.
-            keep = 0 if self._drafter_skipped else plan.gamma_by_request.get(request.request_id, 0)
+            keep = plan.gamma_by_request.get(request.request_id, 0)
             if len(drafts) > keep:
-                if not self._drafter_skipped:
-                    shadow[request.request_id] = (keep, drafts[keep])
+                shadow[request.request_id] = (keep, drafts[keep])
                 request.spec_token_ids = drafts[:keep]
 
         output = super().schedule(*args, **kwargs)
 
         output.num_spec_tokens_to_schedule = plan.proposals_next_step
-        self._drafter_skipped = not plan.run_drafter
-        self.expects_draft_tokens = plan.run_drafter and plan.proposals_next_step > 0  # read by vllm_plugin
-        setattr(output, SKIP_DRAFTER_FIELD, self._drafter_skipped)  # read by server.vllm_plugin's runner patch
+        setattr(output, SKIP_DRAFTER_FIELD, not plan.run_drafter)  # read by server.vllm_plugin's runner patch
+        # A step that proposes nothing leaves nothing to take; a skipped drafter leaves only
+        # placeholders, so not taking them also keeps them out of the next step.
+        self.expects_draft_tokens = plan.run_drafter and plan.proposals_next_step > 0
         self._pending = self._pending_step(plan, shadow, decoding, output)
         return output
 

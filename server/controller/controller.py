@@ -116,7 +116,7 @@ class GammaController:
             plan.run_drafter = policy.kind != "off" or self.config.drafter_is_cheap
         elif policy.kind in ("fixed", "table"):
             gamma = min(policy.fixed_gamma if policy.kind == "fixed" else policy.table_gamma(batch), gamma_max)
-            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._curve(requests)[gamma])
+            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._priced(requests)[2][gamma])
         else:
             plan = self._plan_adaptive(requests)
             if not self.config.drafter_is_cheap:
@@ -125,16 +125,16 @@ class GammaController:
         self.last_gamma, self.last_predicted_speedup = plan.gamma, plan.predicted_speedup
         return plan
 
-    def _curve(self, requests: list[tuple[str, int]]) -> list[float]:
+    def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], list[float], list[float]]:
+        """(cost ratio, global survival, predicted speedup) by γ for this batch."""
         seq_len = sum(context for _, context in requests) // len(requests)
-        return speedup_curve(self.costs.cost_ratios(len(requests), seq_len), survival_of(self.acceptance.global_p))
+        ratios = self.costs.cost_ratios(len(requests), seq_len)
+        survival = survival_of(self.acceptance.global_p)
+        return ratios, survival, speedup_curve(ratios, survival)
 
     def _plan_adaptive(self, requests: list[tuple[str, int]]) -> StepPlan:
         gamma_max, batch = self.config.gamma_max, len(requests)
-        seq_len = sum(context for _, context in requests) // batch
-        ratios = self.costs.cost_ratios(batch, seq_len)
-        global_survival = survival_of(self.acceptance.global_p)
-        curve = speedup_curve(ratios, global_survival)
+        ratios, global_survival, curve = self._priced(requests)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held

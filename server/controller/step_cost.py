@@ -37,8 +37,10 @@ class BucketCorrection:
     reference_tokens: float = 1.0
     samples: int = 0
 
-    def seconds(self, tokens: float) -> float:
-        return self.offset_seconds + self.slope_seconds * tokens / self.reference_tokens
+    def corrected(self, seconds: float, tokens: float) -> float:
+        """`seconds` predicted for a step of `tokens` tokens, corrected (never below a tenth)."""
+        correction = self.offset_seconds + self.slope_seconds * tokens / self.reference_tokens
+        return max(seconds + correction, MIN_COST_FRACTION * seconds)
 
 
 def ridge_line(points: list[tuple[float, float]], ridge: float) -> tuple[float, float]:
@@ -80,8 +82,7 @@ class StepCostModel:
         correction = self.corrections.get(batch_bucket(batch))
         if correction is None:
             return list(costs)
-        return [max(cost + correction.seconds(batch * (gamma + 1)), MIN_COST_FRACTION * cost)
-                for gamma, cost in enumerate(costs)]
+        return [correction.corrected(cost, batch * (gamma + 1)) for gamma, cost in enumerate(costs)]
 
     def cost_ratios(self, batch: int, seq_len: int) -> list[float]:
         costs = self.step_costs(batch, seq_len)
@@ -93,9 +94,7 @@ class StepCostModel:
         raw = self.planner.step_seconds(batch, query_len, seq_len)
         predicted = self.calibrated.step_seconds(batch, query_len, seq_len)
         correction = self.corrections.get(batch_bucket(batch))
-        if correction is not None:
-            predicted = max(predicted + correction.seconds(tokens), MIN_COST_FRACTION * predicted)
-        return raw, predicted
+        return raw, predicted if correction is None else correction.corrected(predicted, tokens)
 
     # ---- learning ---------------------------------------------------------------------
     def observe(self, batch: int, tokens: int, raw_seconds: float, observed_seconds: float) -> None:
@@ -105,10 +104,6 @@ class StepCostModel:
         if bucket is None:
             bucket = self._by_bucket[batch_bucket(batch)] = deque(maxlen=self.bucket_window)
         bucket.append(sample)
-
-    @property
-    def samples(self) -> int:
-        return len(self._samples)
 
     def refit(self) -> None:
         if len(self._samples) < self.min_samples:
