@@ -41,8 +41,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.loadgen import LoadSpec, run_load
-from loadtests.loopback import require_loopback_url, server_root
-from loadtests.metrics_scrape import parse_metrics, spec_decode_delta
+from loadtests.loopback import require_loopback_url
+from loadtests.metrics_scrape import metrics_url, parse_metrics, spec_decode_delta
 from loadtests.servers import (
     ServerProcess,
     gateway_command,
@@ -323,10 +323,6 @@ class ServerTarget:
     model: str
     info: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def root_url(self) -> str:
-        return server_root(self.base_url)
-
 
 def histogram_totals(text: str, prefix: str = "specgate_") -> dict[str, dict[str, float]]:
     """`_sum` and `_count` of every histogram named ``prefix...``, summed over label sets."""
@@ -354,7 +350,7 @@ def histogram_delta(before: dict, after: dict) -> dict[str, dict[str, float | No
 
 async def _scrape(client: httpx.AsyncClient, target: ServerTarget) -> str | None:
     try:
-        response = await client.get(target.root_url + "/metrics")
+        response = await client.get(metrics_url(target.base_url))
         response.raise_for_status()
         return response.text
     except httpx.HTTPError:

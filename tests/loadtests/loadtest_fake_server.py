@@ -33,7 +33,7 @@ class FakeServerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _sse(payload: dict | str) -> str:
+def sse(payload: dict | str) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload)
     return f"data: {data}\n\n"
 
@@ -61,31 +61,31 @@ def build_app(state: FakeServerState) -> FastAPI:
             state.max_open_streams = max(state.max_open_streams, state.open_streams)
         try:
             if endpoint == "chat":
-                yield _sse(_chunk(endpoint, -1, None))
+                yield sse(_chunk(endpoint, -1, None))
             if mode == "hang":
                 await asyncio.sleep(3600)
             if mode == "malformed":
                 yield "data: {this is not json\n\n"
                 return
             if mode == "stream_error":
-                yield _sse({"error": {"message": "engine died", "code": 500}})
+                yield sse({"error": {"message": "engine died", "code": 500}})
                 return
             await asyncio.sleep(ttft)
             for i in range(tokens):
                 if i:
                     await asyncio.sleep(delay)
-                yield _sse(_chunk(endpoint, i, f"t{i} "))
+                yield sse(_chunk(endpoint, i, f"t{i} "))
             if mode == "truncate":
                 return
-            yield _sse(_chunk(endpoint, tokens, None, finish="length"))
+            yield sse(_chunk(endpoint, tokens, None, finish="length"))
             if mode != "no_usage" and body.get("stream_options", {}).get("include_usage"):
                 usage = {
                     "prompt_tokens": 3,
                     "completion_tokens": tokens,
                     "total_tokens": tokens + 3,
                 }
-                yield _sse({"id": "fake", "choices": [], "usage": usage})
-            yield _sse("[DONE]")
+                yield sse({"id": "fake", "choices": [], "usage": usage})
+            yield sse("[DONE]")
         finally:
             with state.lock:
                 state.open_streams -= 1
@@ -115,6 +115,23 @@ def build_app(state: FakeServerState) -> FastAPI:
     return app
 
 
+def serve_in_thread(app: FastAPI, what: str) -> tuple[int, uvicorn.Server, threading.Thread]:
+    """Serve ``app`` on a free loopback port from a daemon thread; return once it listens."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.01)
+    return sock.getsockname()[1], server, thread
+
+
 @dataclass(slots=True)
 class FakeOpenAIServer:
     state: FakeServerState
@@ -129,21 +146,7 @@ class FakeOpenAIServer:
     @classmethod
     def start(cls) -> FakeOpenAIServer:
         state = FakeServerState()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            build_app(state), log_level="warning", timeout_graceful_shutdown=1, lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.01)
-        return cls(state, sock.getsockname()[1], server, thread)
+        return cls(state, *serve_in_thread(build_app(state), "fake OpenAI server"))
 
     def stop(self) -> None:
         self._server.should_exit = True

