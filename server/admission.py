@@ -31,6 +31,7 @@ from server.errors import (
     error_event,
     openai_error_response,
     overloaded_error,
+    specgate_error_response,
     timeout_message,
 )
 from server.settings import ServeSettings
@@ -182,9 +183,7 @@ class AdmissionMiddleware:
             return await self.app(scope, receive, send)
 
         if not admission.try_take(1):
-            error = overloaded_error(admission.settings.retry_after_seconds)
-            response = openai_error_response(error.message, error.status, error_type=error.error_type,
-                                             headers=error.headers)
+            response = specgate_error_response(overloaded_error(admission.settings.retry_after_seconds))
             return await response(scope, receive, send)
         ticket = scope[TICKET_KEY] = Ticket()
         deadline = asyncio.get_running_loop().time() + admission.settings.request_timeout_seconds

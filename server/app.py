@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
-from server.admission import Admission, AdmissionMiddleware
+from server.admission import Admission, AdmissionCollector, AdmissionMiddleware
 from server.auth import AuthMiddleware, KeyRing
 from server.errors import install_error_handlers
 from server.settings import ServeSettings
@@ -43,7 +44,6 @@ def create_app(settings: ServeSettings, *, keys: KeyRing | None = None) -> FastA
         async with running_engine(namespace) as engine:
             supported_tasks = await engine.get_supported_tasks()
             await init_app_state(engine, app.state, namespace, supported_tasks)
-            app.state.settings = settings
             admission.attach(engine, app.state.vllm_config.scheduler_config.max_num_seqs)
             tasks = [asyncio.create_task(_log_engine_stats_forever(engine)),
                      asyncio.create_task(watch_engine(engine, app.state, exit_on_death=settings.exit_on_engine_death,
@@ -63,6 +63,8 @@ def create_app(settings: ServeSettings, *, keys: KeyRing | None = None) -> FastA
     app = FastAPI(title="specgate", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.admission = admission
+    app.state.gateway_registry = CollectorRegistry()  # read by /metrics at scrape time
+    app.state.gateway_registry.register(AdmissionCollector(admission))
     install_error_handlers(app)
     for route_module in (chat, completions, models, speculative, health, metrics):
         app.include_router(route_module.router)

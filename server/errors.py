@@ -75,10 +75,14 @@ def timeout_message(seconds: float) -> str:
     return f"The request took longer than the server's limit of {seconds:g} s and was aborted."
 
 
-async def _specgate_error_handler(_: Request, error: SpecgateError) -> JSONResponse:
+def specgate_error_response(error: SpecgateError) -> JSONResponse:
     return openai_error_response(
         error.message, error.status, error_type=error.error_type, param=error.param, headers=error.headers
     )
+
+
+async def _specgate_error_handler(_: Request, error: SpecgateError) -> JSONResponse:
+    return specgate_error_response(error)
 
 
 async def _engine_dead_handler(_: Request, error: Exception) -> JSONResponse:

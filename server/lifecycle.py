@@ -38,7 +38,7 @@ def engine_processes() -> list[psutil.Process]:
     found = []
     for process in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if process.name().startswith("VLLM::") or process.cmdline()[:1] and process.cmdline()[0].startswith("VLLM::"):
+            if process.name().startswith("VLLM::") or any(arg.startswith("VLLM::") for arg in process.cmdline()[:1]):
                 found.append(process)
     return found
 
