@@ -9,11 +9,10 @@ vLLM calls `register()` in each of its processes. specgate adds:
   KV cache in step, even when no drafts are wanted (γ = 0), which costs a useless draft ~25 %
   of throughput. When the scheduler sets `specgate_skip_drafter` on its output, the model
   runner takes vLLM's own "input does not fit the drafter" path for that step (no draft
-  forward, placeholder drafts that the scheduler discards);
+  forward; the runner leaves placeholder drafts, which the next patch never takes);
 * after a step that proposed no drafts (γ = 0 for everyone, or the draft model paused),
-  EngineCore skips its `take_draft_token_ids` call to the worker: one RPC per step that, on a
-  busy 2-core machine, cost a speculative engine ~10 % of its throughput even at γ = 0.
-  The scheduler says whether it expects drafts (`expects_draft_tokens`).
+  EngineCore skips its `take_draft_token_ids` call to the worker (one RPC per step, not
+  measured on its own). The scheduler says whether it expects drafts (`expects_draft_tokens`).
 
 The scheduler itself is chosen with `--scheduler-cls server.scheduler.SpecgateScheduler`.
 """
