@@ -49,7 +49,8 @@ def anyio_backend():
 
 def engine_load(gateway) -> dict[str, float]:
     text = httpx.get(f"{gateway.root_url}/metrics", timeout=10).text
-    wanted = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:generation_tokens_total"}
+    wanted = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:generation_tokens_total",
+              "specgate_admission_sequences_in_flight", "specgate_admission_rejected_total", "specgate_request_timeouts_total"}
     load = dict.fromkeys(wanted, 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -59,11 +60,15 @@ def engine_load(gateway) -> dict[str, float]:
 
 
 def engine_settles(gateway, within_seconds: float = 10.0) -> bool:
-    """True once the engine holds no request, running or waiting."""
+    """True once the engine holds no request, running or waiting, and the gateway no admission slot.
+
+    The slot of an aborted request is released a moment after the engine drops it; a test that
+    starts before then would find one slot fewer than it counts on."""
     deadline = time.monotonic() + within_seconds
     while time.monotonic() < deadline:
         load = engine_load(gateway)
-        if load["vllm:num_requests_running"] == 0 and load["vllm:num_requests_waiting"] == 0:
+        if (load["vllm:num_requests_running"] == 0 and load["vllm:num_requests_waiting"] == 0
+                and load["specgate_admission_sequences_in_flight"] == 0):
             return True
         time.sleep(0.2)
     return False
@@ -317,6 +322,7 @@ def test_fuzzed_request_bodies_never_get_a_5xx(gateway, path, body):
 
 @pytest.mark.anyio
 async def test_past_the_batch_and_the_queue_the_gateway_answers_429_and_recovers(gateway):
+    assert await asyncio.to_thread(engine_settles, gateway), engine_load(gateway)
     capacity = MAX_NUM_SEQS + MAX_QUEUED
     streams = [await OpenStream(gateway, long_chat()).start() for _ in range(capacity)]
     try:
@@ -350,6 +356,7 @@ async def test_a_client_dropping_mid_stream_aborts_its_engine_request(gateway):
 
 @pytest.mark.anyio
 async def test_clients_dropping_before_their_first_token_abort_their_engine_requests(gateway):
+    assert await asyncio.to_thread(engine_settles, gateway), engine_load(gateway)  # all 4 slots free
     before = generated_tokens(gateway)
     # two streams fill the batch, so the next requests wait in the engine's queue
     busy = [await OpenStream(gateway, long_chat()).start(read_events=1) for _ in range(MAX_NUM_SEQS)]
