@@ -1,13 +1,16 @@
 """γ policies side by side on real prompts: adaptive vs off vs fixed γ vs vLLM's batch-size table.
 
 One gateway (ngram, γ ≤ gamma_max) switches policy at run time through PUT /v1/speculative;
-`off` is its `off` policy (no drafts proposed or verified). With `--engine-off` a second
+`off` is its `off` policy (no drafts proposed or verified). Prefix caching is off (as in the
+sweep): every mode replays the same prompts, and with it the first mode at each concurrency
+would pay the new prompts' prefills that the later ones skip. With `--engine-off` a second
 gateway with speculation disabled in the engine is the `off` baseline instead; on a 2-core
 machine the second engine's threads disturb the first, so the default is one engine. At each
 (workload, concurrency) every mode runs back to back in rotating order, so machine noise
 lands on all of them. Prints output tokens/s per mode and the issue's ratios:
 adaptive / best mode per point, and geometric means vs the best single fixed setting and
-vs the table.
+vs the table. Throughput is steady-state (tokens/s until the last request is sent: the
+closed loop's drain is packing luck); the whole-run figure is printed beside it.
 
     python -m loadtests.bench_gamma_policies --workloads mtbench,humaneval,squad \
         --concurrency 1,2,4,8,16,32,64 --json loadtests/results/gamma_policies.json
@@ -20,14 +23,17 @@ import asyncio
 import contextlib
 import json
 import math
-from pathlib import Path
-
 import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from loadtests.loadgen import LoadSpec, run_load
+from loadtests.metrics_scrape import histogram_delta, histogram_totals, metrics_url
 from loadtests.servers import exit_cleanly_on_sigterm, running_gateway
+from loadtests.stats import steady_output_tokens_per_second
 from loadtests.workloads import load_workload
 
 DEFAULT_TABLE = "table:[[1,4,4],[5,16,2],[17,32,1],[33,4096,0]]"  # this CPU's crossover, by hand
@@ -43,7 +49,8 @@ def parse_args(argv):
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-requests", type=int, default=4, help="requests per point: max(this, per-worker·concurrency)")
     parser.add_argument("--requests-per-worker", type=float, default=2.0)
-    parser.add_argument("--gateway-args", default="", help="extra flags for the gateway(s)")
+    parser.add_argument("--gateway-args", default="--vllm-args=--no-enable-prefix-caching",
+                        help="extra flags for the gateway(s)")
     parser.add_argument("--engine-off", action="store_true", help="`off` = a second gateway with --speculative off")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
@@ -63,13 +70,51 @@ def split_modes(text: str) -> list[str]:
     return [m for m in [*modes, current] if m]
 
 
-async def run_point(base_url: str, model: str, requests, concurrency: int, num_requests: int) -> float:
+@dataclass(slots=True, frozen=True)
+class PointThroughput:
+    steady: float | None  # output tokens/s while every worker is busy (loadtests.stats)
+    whole: float  # output tokens/s over the whole run, drain included
+
+    @property
+    def value(self) -> float:
+        """What the ratios use: steady-state where the run has one (the drain is packing luck)."""
+        return self.whole if self.steady is None else self.steady
+
+
+async def run_point(base_url: str, model: str, requests, concurrency: int, num_requests: int) -> PointThroughput:
     spec = LoadSpec(base_url=base_url, model=model, concurrency=concurrency, num_requests=num_requests,
                     warmup_requests=min(concurrency, 4), max_duration_seconds=600)
-    summary = (await run_load(spec, requests)).summary
-    if summary.num_errors:
-        raise RuntimeError(f"{summary.num_errors} errors: {summary.errors_by_kind}")
-    return summary.output_tokens_per_second
+    result = await run_load(spec, requests)
+    if result.summary.num_errors:
+        raise RuntimeError(f"{result.summary.num_errors} errors: {result.summary.errors_by_kind}")
+    return PointThroughput(steady_output_tokens_per_second(result.records), result.summary.output_tokens_per_second)
+
+
+def step_profile(before: dict, after: dict, wall_seconds: float) -> dict[str, float | None]:
+    """What the engine's steps looked like during one run, from specgate's histograms: mean γ,
+    batch, accepted tokens and decode-step seconds (observed vs the controller's prediction),
+    and wall seconds per step (everything the engine did, not only the timed decode steps)."""
+    delta = histogram_delta(before, after)
+    mean = {name.removeprefix("specgate_"): entry["mean"] for name, entry in delta.items()}
+    steps = delta.get("specgate_batch_size", {}).get("count") or 0
+    return {"steps": steps, "wall_seconds_per_step": wall_seconds / steps if steps else None,
+            "mean_gamma": mean.get("gamma_chosen"), "mean_batch": mean.get("batch_size"),
+            "mean_accepted_tokens": mean.get("accepted_tokens_per_step"),
+            "observed_step_seconds": mean.get("observed_step_seconds"),
+            "predicted_step_seconds": mean.get("predicted_step_seconds")}
+
+
+def scrape_histograms(base_url: str) -> dict:
+    return histogram_totals(httpx.get(metrics_url(base_url), timeout=30).text)
+
+
+def format_profile(profile: dict) -> str:
+    def show(key: str, scale: float = 1.0, digits: int = 2) -> str:
+        value = profile.get(key)
+        return "-" if value is None else f"{value * scale:.{digits}f}"
+    return (f"γ {show('mean_gamma')}  B {show('mean_batch', digits=1)}  acc/step {show('mean_accepted_tokens', digits=1)}"
+            f"  step ms obs {show('observed_step_seconds', 1e3, 1)} pred {show('predicted_step_seconds', 1e3, 1)}"
+            f" wall {show('wall_seconds_per_step', 1e3, 1)}")
 
 
 def geomean(values: list[float]) -> float:
@@ -84,6 +129,7 @@ def main(argv=None) -> int:
     extra = args.gateway_args.split()
     model = "SmolLM2-135M-Instruct"
     results: dict[str, dict[int, dict[str, float]]] = {}
+    profiles: dict[str, dict[int, dict[str, dict]]] = {}
     # Two engines side by side: 2 GiB of KV cache each holds 64 × (prompt + 128) tokens with room.
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     with contextlib.ExitStack() as stack:
@@ -91,9 +137,10 @@ def main(argv=None) -> int:
         off_gw = stack.enter_context(running_gateway(["--speculative", "off", *extra])) if args.engine_off else None
         for workload_name in args.workloads.split(","):
             workload = load_workload(workload_name, max_tokens=args.max_tokens)
-            results[workload_name] = {}
+            results[workload_name], profiles[workload_name] = {}, {}
             for level_index, concurrency in enumerate(levels):
                 point = results[workload_name][concurrency] = {}
+                point_profiles = profiles[workload_name][concurrency] = {}
                 rotation = level_index % len(modes)
                 for mode in modes[rotation:] + modes[:rotation]:
                     if mode == "off" and off_gw is not None:
@@ -102,16 +149,21 @@ def main(argv=None) -> int:
                         url = spec_gw.base_url
                         httpx.put(f"{spec_gw.base_url}/speculative", json={"policy": mode}, timeout=30).raise_for_status()
                     num_requests = max(args.min_requests, round(args.requests_per_worker * concurrency))
-                    point[mode] = asyncio.run(run_point(url, model, workload.requests, concurrency, num_requests))
-                    print(f"{workload_name:<10} c={concurrency:<3} {mode:<40} {point[mode]:8.1f} tok/s", flush=True)
-    return report(results, modes, args.json)
+                    before, started = scrape_histograms(url), time.perf_counter()
+                    measured = asyncio.run(run_point(url, model, workload.requests, concurrency, num_requests))
+                    point[mode] = measured.value
+                    profile = step_profile(before, scrape_histograms(url), time.perf_counter() - started)
+                    point_profiles[mode] = {**profile, "whole_run_tokens_per_second": measured.whole}
+                    print(f"{workload_name:<10} c={concurrency:<3} {mode:<40} {point[mode]:8.1f} tok/s "
+                          f"(whole run {measured.whole:6.1f})  {format_profile(profile)}", flush=True)
+    return report(results, modes, args.json, profiles)
 
 
-def report(results, modes, json_path) -> int:
+def report(results, modes, json_path, profiles=None) -> int:
     fixed_modes = [m for m in modes if m == "off" or m.startswith("fixed:")]
     table_modes = [m for m in modes if m.startswith("table:")]
     print()
-    summary = {"points": results, "per_point": [], "modes": modes}
+    summary = {"points": results, "per_point": [], "modes": modes, "step_profiles": profiles or {}}
     ratios_best, ratios_table = [], []
     by_fixed_mode = {m: [] for m in fixed_modes}
     adaptive_all = []

@@ -1,7 +1,8 @@
 """A useless draft model (the target's first 6 layers): adaptive γ vs speculation off.
 
 Two gateways side by side: `--speculative draft:<6-layer truncation>` with the adaptive policy,
-and `--speculative off`. Rounds alternate between them. Target: adaptive ≥ 0.95x off.
+and `--speculative off`, both without prefix caching (every mode replays the same prompts).
+Rounds alternate between them. Target: adaptive ≥ 0.95x off.
 For reference the same draft gateway is also measured at fixed:4 (what vLLM would do) and
 with its `off` policy (`draft-off`: no drafts, draft model paused — what is left is the cost of
 an engine built for speculation, which no γ can remove).
@@ -44,8 +45,9 @@ def main(argv=None) -> int:
     draft = truncated_draft(prepare_embedded_model().path, Path(tempfile.mkdtemp(prefix="draft-")) / "draft-6")
     modes = ["off", "adaptive", "fixed:4", "draft-off"]
     results = {c: {mode: [] for mode in modes} for c in levels}
-    with running_gateway(["--speculative", f"draft:{draft}", "--gamma-max", "4"]) as draft_gw, \
-            running_gateway(["--speculative", "off"]) as off_gw:
+    no_cache = "--vllm-args=--no-enable-prefix-caching"
+    with running_gateway(["--speculative", f"draft:{draft}", "--gamma-max", "4", no_cache]) as draft_gw, \
+            running_gateway(["--speculative", "off", no_cache]) as off_gw:
         asyncio.run(run_point(draft_gw.base_url, MODEL, workload.requests, 4, args.warmup_requests))
         for round_index in range(args.rounds):
             for concurrency in levels:
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
                     if mode != "off":
                         policy = "off" if mode == "draft-off" else mode
                         httpx.put(f"{draft_gw.base_url}/speculative", json={"policy": policy}).raise_for_status()
-                    tps = asyncio.run(run_point(url, MODEL, workload.requests, concurrency, num_requests))
+                    tps = asyncio.run(run_point(url, MODEL, workload.requests, concurrency, num_requests)).value
                     results[concurrency][mode].append(tps)
                     print(f"round {round_index} c={concurrency:<3} {mode:<9} {tps:7.1f} tok/s", flush=True)
         status = httpx.get(f"{draft_gw.base_url}/speculative").json()

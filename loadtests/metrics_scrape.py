@@ -134,3 +134,27 @@ async def scrape_metrics(
             response = await own_client.get(url)
     response.raise_for_status()
     return parse_metrics(response.text)
+
+
+def histogram_totals(text: str, prefix: str = "specgate_") -> dict[str, dict[str, float]]:
+    """`_sum` and `_count` of every histogram named ``prefix...``, summed over label sets."""
+    totals: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith(prefix) or family.type != "histogram":
+            continue
+        entry = totals.setdefault(family.name, {"sum": 0.0, "count": 0.0})
+        for sample in family.samples:
+            if sample.name == family.name + "_sum":
+                entry["sum"] += sample.value
+            elif sample.name == family.name + "_count":
+                entry["count"] += sample.value
+    return totals
+
+
+def histogram_delta(before: dict, after: dict) -> dict[str, dict[str, float | None]]:
+    delta: dict[str, dict[str, float | None]] = {}
+    for name, end in after.items():
+        start = before.get(name, {"sum": 0.0, "count": 0.0})
+        total, count = end["sum"] - start["sum"], end["count"] - start["count"]
+        delta[name] = {"sum": total, "count": count, "mean": total / count if count > 0 else None}
+    return delta

@@ -97,3 +97,29 @@ def summarize(
         output_tokens_from_usage=all(r.output_tokens_source == "usage" for r in ok),
         stop_reason=stop_reason,
     )
+
+
+def steady_output_tokens_per_second(records: Sequence[RequestRecord]) -> float | None:
+    """Closed loop: output tokens per second while every worker is busy, from the start to the
+    moment the last request is sent.
+
+    After that the queue is empty and workers fall idle one by one; how long the drain lasts
+    depends on how the last requests' lengths happen to pack, not on the server's speed, and in a
+    short run it moves whole-run throughput by several percent. A request straddling the cut
+    counts its first token and a straight-line share of the rest. None when there is no such
+    window (every request sent at once)."""
+    ok = [r for r in records if r.ok and r.start_offset_seconds is not None and r.e2e_seconds is not None
+          and r.ttft_seconds is not None]
+    if not ok:
+        return None
+    cut = max(r.start_offset_seconds for r in ok)
+    if cut <= 0:
+        return None
+    tokens = 0.0
+    for r in ok:
+        first, end = r.start_offset_seconds + r.ttft_seconds, r.start_offset_seconds + r.e2e_seconds
+        if end <= cut:
+            tokens += r.output_tokens
+        elif first < cut and r.output_tokens:
+            tokens += 1 + (r.output_tokens - 1) * (cut - first) / (end - first)
+    return tokens / cut

@@ -38,11 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.loadgen import LoadSpec, run_load
 from loadtests.loopback import require_loopback_url
-from loadtests.metrics_scrape import metrics_url, parse_metrics, spec_decode_delta
+from loadtests.metrics_scrape import (
+    histogram_delta,
+    histogram_totals,
+    metrics_url,
+    parse_metrics,
+    spec_decode_delta,
+)
 from loadtests.servers import (
     ServerProcess,
     gateway_command,
@@ -322,30 +327,6 @@ class ServerTarget:
     base_url: str
     model: str
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def histogram_totals(text: str, prefix: str = "specgate_") -> dict[str, dict[str, float]]:
-    """`_sum` and `_count` of every histogram named ``prefix...``, summed over label sets."""
-    totals: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
-        if not family.name.startswith(prefix) or family.type != "histogram":
-            continue
-        entry = totals.setdefault(family.name, {"sum": 0.0, "count": 0.0})
-        for sample in family.samples:
-            if sample.name == family.name + "_sum":
-                entry["sum"] += sample.value
-            elif sample.name == family.name + "_count":
-                entry["count"] += sample.value
-    return totals
-
-
-def histogram_delta(before: dict, after: dict) -> dict[str, dict[str, float | None]]:
-    delta: dict[str, dict[str, float | None]] = {}
-    for name, end in after.items():
-        start = before.get(name, {"sum": 0.0, "count": 0.0})
-        total, count = end["sum"] - start["sum"], end["count"] - start["count"]
-        delta[name] = {"sum": total, "count": count, "mean": total / count if count > 0 else None}
-    return delta
 
 
 async def _scrape(client: httpx.AsyncClient, target: ServerTarget) -> str | None:

@@ -75,7 +75,9 @@ def vllm_cli_args(settings: ServeSettings, model_path: Path, *, with_controller:
         args += ["--speculative-config", json.dumps(spec)]
     if with_controller:
         # Without speculation the scheduler only times steps (the `off` baseline's step seconds).
-        args += ["--scheduler-cls", SCHEDULER_QUALNAME]
+        # It is a synchronous Scheduler (it learns from each step before planning the next);
+        # where vLLM would turn on async scheduling (GPUs) it would pair it with a batch queue.
+        args += ["--scheduler-cls", SCHEDULER_QUALNAME, "--no-async-scheduling"]
         if spec is not None:
             options = {"gamma_policy": settings.gamma_policy}
             if settings.hardware:

@@ -3,18 +3,25 @@
 It overrides as little as it can. Before vLLM schedules a step it trims each decoding
 request's draft tokens to the controller's γ for that request (vLLM then schedules only
 those); after the step it sets vLLM's own `num_spec_tokens_to_schedule` (how many drafts to
-propose next); when the model runner reports back it feeds accepted counts, shadow drafts and
-the measured step time to the controller. Everything else is vLLM's.
+propose next); when the model runner reports back it feeds accepted counts and shadow drafts
+to the controller, and at the next `schedule()` the step's measured time. Everything else is vLLM's.
+
+A step's time is the engine loop's period, from one `schedule()` to the next, taken only when
+the engine had work left (so it went straight on): that is what a step costs the batch, the
+drafting and bookkeeping around the forward pass included. `SPECGATE_STEP_LOG=path.csv`
+appends one line per step (batch, tokens, drafts, period), to fit other step models offline.
 
 Use it from plain vLLM:
-    --scheduler-cls server.scheduler.SpecgateScheduler \
+    --scheduler-cls server.scheduler.SpecgateScheduler --no-async-scheduling \
     --additional-config '{"specgate": {"gamma_policy": "adaptive"}}'
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -33,15 +40,28 @@ FORGET_EVERY_STEPS = 64
 ACCEPTANCE_METRICS_EVERY_STEPS = 8
 
 
+STEP_LOG_FIELDS = ("entered_seconds", "policy", "batch", "tokens", "seq_len", "gamma", "verified_drafts", "proposals",
+                   "run_drafter", "decode_only", "accepted", "window_seconds", "period_seconds")
+
+
 @dataclass(slots=True)
 class PendingStep:
     plan: StepPlan | None  # None: speculation off in this engine, only timed
     shadow: dict[str, tuple[int, int]]  # request → (position, first unverified draft token)
     batch: int
     tokens: int
+    verified: int  # draft tokens verified
     seq_len: int
     decode_only: bool
-    started: float
+    entered: float  # perf_counter at schedule()'s start
+    window: float = 0.0  # schedule() start to update_from_output()
+    accepted: int = 0
+
+    def log_row(self, policy: str, period: float | None) -> tuple:
+        plan = self.plan
+        return (f"{self.entered:.6f}", policy, self.batch, self.tokens, self.seq_len, plan.gamma if plan else 0, self.verified,
+                plan.proposals_next_step if plan else 0, int(plan.run_drafter) if plan else 0, int(self.decode_only),
+                self.accepted, f"{self.window:.6f}", "" if period is None else f"{period:.6f}")
 
 
 def _served_name(vllm_config) -> str:
@@ -76,14 +96,23 @@ class SpecgateScheduler(Scheduler):
     def __init__(self, vllm_config, *args, **kwargs):
         super().__init__(vllm_config, *args, **kwargs)
         self.controller, self.sink = build_controller(vllm_config)
-        self._pending: PendingStep | None = None
+        self._pending: PendingStep | None = None  # scheduled, not yet reported back
+        self._timing: PendingStep | None = None  # reported back; its period ends at the next schedule()
         self.expects_draft_tokens = True  # read by server.vllm_plugin's EngineCore.post_step patch
+        log_path = os.environ.get("SPECGATE_STEP_LOG")
+        self._step_log = csv.writer(open(log_path, "a", newline="", buffering=1)) if log_path else None  # noqa: SIM115
+        if self._step_log is not None:
+            self._step_log.writerow(STEP_LOG_FIELDS)
 
     def schedule(self, *args, **kwargs):
+        entered = time.perf_counter()
+        if self._timing is not None:
+            self._observe_period(self._timing, entered - self._timing.entered)
+            self._timing = None
         decoding = [r for r in self.running if r.num_computed_tokens >= r.num_prompt_tokens]
         if self.controller is None:
             output = super().schedule(*args, **kwargs)
-            self._pending = self._pending_step(None, {}, decoding, output)
+            self._pending = self._pending_step(None, {}, decoding, output, entered)
             return output
         plan = self.controller.plan([(r.request_id, r.num_computed_tokens) for r in decoding])
         shadow = {}
@@ -101,30 +130,54 @@ class SpecgateScheduler(Scheduler):
         # A step that proposes nothing leaves nothing to take; a skipped drafter leaves only
         # placeholders, so not taking them also keeps them out of the next step.
         self.expects_draft_tokens = plan.run_drafter and plan.proposals_next_step > 0
-        self._pending = self._pending_step(plan, shadow, decoding, output)
+        self._pending = self._pending_step(plan, shadow, decoding, output, entered)
         return output
 
     @staticmethod
-    def _pending_step(plan, shadow, decoding, output) -> PendingStep:
+    def _pending_step(plan, shadow, decoding, output, entered: float) -> PendingStep:
         verified = sum(len(d) for d in output.scheduled_spec_decode_tokens.values())
         decode_only = (not output.scheduled_new_reqs and len(output.num_scheduled_tokens) == len(decoding)
                        and output.total_num_scheduled_tokens == len(decoding) + verified)
         seq_len = sum(r.num_computed_tokens for r in decoding) // len(decoding) if decoding else 0
-        return PendingStep(plan, shadow, len(decoding), output.total_num_scheduled_tokens, seq_len,
-                           decode_only and bool(decoding), time.perf_counter())
+        return PendingStep(plan, shadow, len(decoding), output.total_num_scheduled_tokens, verified, seq_len,
+                           decode_only and bool(decoding), entered)
 
     def update_from_output(self, scheduler_output, model_runner_output):
         pending, self._pending = self._pending, None
         if pending is not None:
+            pending.window = time.perf_counter() - pending.entered
             if self.controller is not None:
                 self._learn(pending, scheduler_output, model_runner_output)
             elif pending.batch:
-                observed = time.perf_counter() - pending.started if pending.decode_only else None
-                self.sink.record_plain_step(pending.batch, observed)
-        return super().update_from_output(scheduler_output, model_runner_output)
+                self.sink.record_plain_step(pending.batch)
+        outputs = super().update_from_output(scheduler_output, model_runner_output)
+        if pending is not None:
+            # Only a busy engine goes straight from here to the next schedule(): an idle one waits.
+            if pending.decode_only and self.has_unfinished_requests():
+                self._timing = pending
+            elif self._step_log is not None:
+                self._step_log.writerow(pending.log_row(self._policy_name(), None))
+        return outputs
+
+    def _policy_name(self) -> str:
+        return "none" if self.controller is None else str(self.controller.policy)
+
+    def _observe_period(self, step: PendingStep, period: float) -> None:
+        """A decode-only step's time, schedule() to schedule(): the controller learns from it."""
+        if self._step_log is not None:
+            self._step_log.writerow(step.log_row(self._policy_name(), period))
+        controller = self.controller
+        if controller is None:
+            self.sink.record_step_seconds(None, period)
+            return
+        raw, predicted = controller.predicted_step_seconds(step.batch, step.tokens, step.seq_len)
+        controller.observe_step(step.batch, step.tokens, raw, period)
+        # speedup = E(γ) / [t(γ) / t(1)], so the batch emits B · speedup / t(1) tokens per second.
+        plain_step = controller.costs.step_costs(step.batch, step.seq_len)[0]
+        goodput = step.batch * step.plan.predicted_speedup / plain_step
+        self.sink.record_step_seconds(predicted, period, goodput)
 
     def _learn(self, pending: PendingStep, scheduler_output, model_runner_output) -> None:
-        observed = time.perf_counter() - pending.started
         controller, acceptance = self.controller, self.controller.acceptance
         index, sampled = model_runner_output.req_id_to_index, model_runner_output.sampled_token_ids
         accepted_total = 0
@@ -142,16 +195,9 @@ class SpecgateScheduler(Scheduler):
             if generated and len(generated) - 1 == position:
                 acceptance.observe_shadow(request_id, position, token == generated[-1])
 
-        stats = StepStats(pending.plan.gamma, pending.batch, pending.plan.predicted_speedup,
-                          pending.plan.decision_seconds, accepted_tokens=accepted_total)
-        if pending.decode_only:
-            raw, predicted = controller.predicted_step_seconds(pending.batch, pending.tokens, pending.seq_len)
-            controller.observe_step(pending.batch, pending.tokens, raw, observed)
-            stats.predicted_step_seconds, stats.observed_step_seconds = predicted, observed
-            # speedup = E(γ) / [t(γ) / t(1)], so the batch emits B · speedup / t(1) tokens per second.
-            plain_step = controller.costs.step_costs(pending.batch, pending.seq_len)[0]
-            stats.predicted_goodput_tokens_per_second = pending.batch * pending.plan.predicted_speedup / plain_step
-        self.sink.record_step(stats)
+        pending.accepted = accepted_total
+        self.sink.record_step(StepStats(pending.plan.gamma, pending.batch, pending.plan.predicted_speedup,
+                                        pending.plan.decision_seconds, accepted_tokens=accepted_total))
         steps = controller.status_steps
         if steps % ACCEPTANCE_METRICS_EVERY_STEPS == 0:
             self.sink.record_acceptance(acceptance.mean_acceptance(), acceptance.global_p)

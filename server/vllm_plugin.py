@@ -14,7 +14,8 @@ vLLM calls `register()` in each of its processes. specgate adds:
   EngineCore skips its `take_draft_token_ids` call to the worker (one RPC per step, not
   measured on its own). The scheduler says whether it expects drafts (`expects_draft_tokens`).
 
-The scheduler itself is chosen with `--scheduler-cls server.scheduler.SpecgateScheduler`.
+The scheduler itself is chosen with `--scheduler-cls server.scheduler.SpecgateScheduler
+--no-async-scheduling` (it is a synchronous Scheduler).
 """
 
 import json

@@ -30,11 +30,7 @@ class StepStats:
     batch_size: int
     predicted_speedup: float
     decision_seconds: float
-    predicted_step_seconds: float | None = None
-    observed_step_seconds: float | None = None
     accepted_tokens: int | None = None
-
-    predicted_goodput_tokens_per_second: float | None = None
 
 
 class PrometheusSink:
@@ -60,7 +56,7 @@ class PrometheusSink:
                                        labels, multiprocess_mode="mostrecent")
         self.predicted_step = Histogram("specgate_predicted_step_seconds", "Calibrated predicted step time.",
                                         labels, buckets=STEP_SECONDS_BUCKETS)
-        self.observed_step = Histogram("specgate_observed_step_seconds", "Measured decode step time.",
+        self.observed_step = Histogram("specgate_observed_step_seconds", "Measured decode step time: engine loop period, schedule to schedule.",
                                        labels, buckets=STEP_SECONDS_BUCKETS)
         self.accepted_tokens = Histogram("specgate_accepted_tokens_per_step",
                                          "Draft tokens accepted in one step, whole batch.", labels,
@@ -87,20 +83,22 @@ class PrometheusSink:
             self.batch_size.labels(**label).observe(stats.batch_size)
         self.predicted_speedup.labels(**label).set(stats.predicted_speedup)
         self.decision_seconds.labels(**label).observe(stats.decision_seconds)
-        if stats.predicted_step_seconds is not None:
-            self.predicted_step.labels(**label).observe(stats.predicted_step_seconds)
-        if stats.predicted_goodput_tokens_per_second is not None:
-            self.predicted_goodput.labels(**label).set(stats.predicted_goodput_tokens_per_second)
-        if stats.observed_step_seconds is not None:
-            self.observed_step.labels(**label).observe(stats.observed_step_seconds)
         if stats.accepted_tokens is not None:
             self.accepted_tokens.labels(**label).observe(stats.accepted_tokens)
 
-    def record_plain_step(self, batch_size: int, observed_step_seconds: float | None) -> None:
-        """A step of an engine without speculation: batch size, and the time of decode-only steps."""
+    def record_step_seconds(self, predicted: float | None, observed: float,
+                            predicted_goodput_tokens_per_second: float | None = None) -> None:
+        """A decode-only step's measured time (engine loop period) and the controller's prediction."""
+        label = self._label
+        self.observed_step.labels(**label).observe(observed)
+        if predicted is not None:
+            self.predicted_step.labels(**label).observe(predicted)
+        if predicted_goodput_tokens_per_second is not None:
+            self.predicted_goodput.labels(**label).set(predicted_goodput_tokens_per_second)
+
+    def record_plain_step(self, batch_size: int) -> None:
+        """A step of an engine without speculation (its time comes through `record_step_seconds`)."""
         self.batch_size.labels(**self._label).observe(batch_size)
-        if observed_step_seconds is not None:
-            self.observed_step.labels(**self._label).observe(observed_step_seconds)
 
     def record_acceptance(self, rate: float, by_position: list[float]) -> None:
         self.acceptance_rate.labels(**self._label).set(rate)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests.sse import SseDecoder
-from loadtests.stats import LatencyStats, summarize
+from loadtests.stats import LatencyStats, steady_output_tokens_per_second, summarize
 from loadtests.stream_request import RequestRecord
 
 
@@ -77,3 +77,21 @@ def test_sse_decoder_joins_data_lines_and_skips_comments():
     assert events == ['{"a":\n1}', "[DONE]"]
     decoder.feed_line("data: tail")
     assert decoder.flush() == "tail" and decoder.flush() is None
+
+
+def _served(start: float, ttft: float, e2e: float, tokens: int) -> RequestRecord:
+    return RequestRecord(index=0, endpoint="chat", start_offset_seconds=start, ok=True, ttft_seconds=ttft,
+                         e2e_seconds=e2e, output_tokens=tokens)
+
+
+def test_steady_throughput_counts_tokens_until_the_last_request_is_sent():
+    # two workers; the last request goes out at t=4, the other worker drains from 4 to 10
+    records = [_served(0, 1, 4, 31), _served(0, 1, 10, 91), _served(4, 1, 5, 11)]
+    # by t=4: all 31 of the first; the second: 1 + 90·(4−1)/(10−1) = 31; the third: none yet
+    assert steady_output_tokens_per_second(records) == pytest.approx((31 + 31) / 4)
+    assert summarize(records, 10).output_tokens_per_second == pytest.approx(133 / 10)
+
+
+def test_steady_throughput_needs_a_request_sent_after_the_start():
+    assert steady_output_tokens_per_second([_served(0, 1, 4, 31), _served(0, 1, 5, 41)]) is None
+    assert steady_output_tokens_per_second([]) is None

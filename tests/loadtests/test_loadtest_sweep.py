@@ -13,6 +13,7 @@ import pytest
 from loadtest_sweep_fake import SweepFakeServer
 
 from loadtests.cli import main
+from loadtests.metrics_scrape import histogram_delta, histogram_totals
 from loadtests.report import (
     NO_OFF_STEPS,
     BatchCorrection,
@@ -33,8 +34,6 @@ from loadtests.sweep import (
     SWEEP_FORMAT,
     ServerTarget,
     SweepConfig,
-    histogram_delta,
-    histogram_totals,
     parse_levels,
     parse_mode,
     parse_modes,

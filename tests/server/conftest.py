@@ -10,8 +10,9 @@ def sd_gateway(embedded_model_path, tmp_path_factory):
     float32, so that greedy outputs compare exactly with SD off: in bf16 the verification
     pass (γ+1 query positions) and plain decode (1) round differently, and near-ties flip.
     """
-    with running_gateway(["--speculative", "ngram", "--gamma-max", "4", "--dtype", "float32"],
-                         log_dir=tmp_path_factory.mktemp("sd-gateway")) as server:
+    log_dir = tmp_path_factory.mktemp("sd-gateway")
+    with running_gateway(["--speculative", "ngram", "--gamma-max", "4", "--dtype", "float32"], log_dir=log_dir,
+                         env={"SPECGATE_STEP_LOG": str(log_dir / "steps.csv")}) as server:
         yield server
 
 

@@ -186,6 +186,7 @@ def draft_model_controller(**config):
     config.setdefault("pause_drafter_after_steps", 4)
     config.setdefault("draft_probe_every_steps", 16)
     config.setdefault("draft_probe_steps", 3)
+    config.setdefault("draft_cost_ratio", 0.2)  # a draft model: 20 % of a target step per draft
     return make_controller(drafter_is_cheap=False, hysteresis=0.0, **config)
 
 
@@ -213,6 +214,28 @@ def test_the_drafter_resumes_when_drafting_pays_again():
     set_global_acceptance(controller, 0.95)
     plan = controller.plan(batch(1))
     assert plan.run_drafter and plan.gamma > 0 and controller.status()["drafter_paused"] is False
+
+
+def test_one_lucky_request_does_not_restart_a_paused_drafter():
+    controller = draft_model_controller()
+    set_global_acceptance(controller, 0.0)
+    for _ in range(8):
+        controller.plan(batch(4))
+    for _ in range(3):  # a probe's few accepted tokens lift one request's own estimate
+        controller.acceptance.observe_verified("r0", 4, 4)
+    assert controller.acceptance.survival("r0")[0] > 0.5
+    plans = [controller.plan(batch(4)) for _ in range(4)]
+    assert not any(p.run_drafter or p.gamma for p in plans)
+    assert controller.status()["drafter_paused"] is True
+
+
+def test_a_running_drafter_still_drafts_for_the_requests_worth_it():
+    controller = draft_model_controller()
+    set_global_acceptance(controller, 0.0)
+    controller.acceptance.observe_verified("r0", 4, 4)
+    controller.acceptance.observe_verified("r0", 4, 4)
+    plan = controller.plan(batch(4))
+    assert plan.run_drafter and plan.gamma_by_request["r0"] > 0 and plan.gamma_by_request["r1"] == 0
 
 
 def test_cheap_drafters_are_never_paused():

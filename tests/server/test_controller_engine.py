@@ -2,6 +2,7 @@
 and turning a useless draft model off."""
 
 import concurrent.futures
+import csv
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.servers import running_gateway
 from loadtests.draft_models import truncated_draft
+from server.scheduler import STEP_LOG_FIELDS
 from tests.server.prompts import ALL, COPY_HEAVY
 
 pytestmark = pytest.mark.engine
@@ -85,6 +87,25 @@ def test_metrics_from_the_engine_process_reach_the_gateway(sd_gateway, client, m
                  "specgate_accepted_tokens_per_step_count", "specgate_decision_seconds_count",
                  "specgate_gamma_policy_info", "specgate_predicted_goodput_tokens_per_second"):
         assert name in names, name
+
+
+def test_step_log_and_step_seconds_agree(sd_gateway, client, model_id):
+    """Decode-only steps are timed schedule() to schedule() while the engine stays busy; the
+    log has one row per step and the period (where there is one) includes the step's own window."""
+    send_concurrently(client, model_id, ALL[:4], max_tokens=24)
+    text = httpx.get(f"{sd_gateway.root_url}/metrics").text
+    timed = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "specgate_observed_step_seconds_count")
+    with open(sd_gateway.env["SPECGATE_STEP_LOG"], newline="") as log:
+        rows = list(csv.DictReader(log))
+    assert tuple(rows[0]) == STEP_LOG_FIELDS
+    with_period = [r for r in rows if r["period_seconds"]]
+    assert len(with_period) == timed > 0
+    assert all(r["decode_only"] == "1" for r in with_period)
+    assert all(float(r["period_seconds"]) >= float(r["window_seconds"]) > 0 for r in with_period)
+    # one row per scheduling step: the engine is idle now, so none waits for its period
+    assert len(rows) == httpx.get(f"{sd_gateway.base_url}/speculative").json()["steps"]
+    assert {r["policy"] for r in rows} >= {"adaptive"}
 
 
 def test_useless_draft_model_is_turned_off(embedded_model_path, tmp_path):
