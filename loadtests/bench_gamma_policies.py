@@ -53,6 +53,7 @@ def parse_args(argv):
                         help="extra flags for the gateway(s)")
     parser.add_argument("--engine-off", action="store_true", help="`off` = a second gateway with --speculative off")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--from-json", type=Path, default=None, help="print the report of a saved run; run nothing")
     return parser.parse_args(argv)
 
 
@@ -123,6 +124,10 @@ def geomean(values: list[float]) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        points = {w: {int(c): p for c, p in levels.items()} for w, levels in saved["points"].items()}
+        return report(points, saved["modes"], None, saved.get("step_profiles"))
     exit_cleanly_on_sigterm()
     modes = split_modes(args.modes)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -159,12 +164,23 @@ def main(argv=None) -> int:
     return report(results, modes, args.json, profiles)
 
 
+def table_twin(table_mode: str, concurrency: int, modes: list[str]) -> str | None:
+    """The fixed mode that a table policy equals at this concurrency (same γ at every batch
+    1..c), if the run has one: two runs of the same policy, so their gap is the noise."""
+    rows = json.loads(table_mode.removeprefix("table:"))
+    gammas = {next((k for lo, hi, k in rows if lo <= b <= hi), None) for b in range(1, concurrency + 1)}
+    if len(gammas) != 1 or None in gammas:
+        return None
+    twin = "off" if gammas == {0} else f"fixed:{gammas.pop()}"
+    return twin if twin in modes else None
+
+
 def report(results, modes, json_path, profiles=None) -> int:
     fixed_modes = [m for m in modes if m == "off" or m.startswith("fixed:")]
     table_modes = [m for m in modes if m.startswith("table:")]
     print()
     summary = {"points": results, "per_point": [], "modes": modes, "step_profiles": profiles or {}}
-    ratios_best, ratios_table = [], []
+    ratios_best, ratios_table, twin_gaps = [], [], []
     by_fixed_mode = {m: [] for m in fixed_modes}
     adaptive_all = []
     for workload, levels in results.items():
@@ -179,6 +195,9 @@ def report(results, modes, json_path, profiles=None) -> int:
                 by_fixed_mode[m].append(point[m])
             if table_modes:
                 ratios_table.append(point["adaptive"] / point[table_modes[0]])
+                twin = table_twin(table_modes[0], concurrency, modes)
+                if twin is not None:
+                    twin_gaps.append(abs(point[twin] / point[table_modes[0]] - 1))
             summary["per_point"].append({"workload": workload, "concurrency": concurrency,
                                          "adaptive_over_best": ratio})
             print(f"{'':<10} {concurrency:>4} " + " ".join(f"{point[m]:12.1f}" for m in modes) + f"  {ratio:12.3f}")
@@ -192,6 +211,10 @@ def report(results, modes, json_path, profiles=None) -> int:
     print(f"adaptive / best single setting ({best_single}), geomean: {over_single:.3f}  (target ≥ 1.05)")
     if ratios_table:
         print(f"adaptive / vLLM table ({table_modes[0]}), geomean: {geomean(ratios_table):.3f}  (target ≥ 1.0)")
+    if twin_gaps:
+        summary["identical_policy_gaps"] = twin_gaps
+        print(f"noise: where the table equals a fixed mode (same policy run twice), |gap| mean "
+              f"{sum(twin_gaps) / len(twin_gaps):.3f}, max {max(twin_gaps):.3f} over {len(twin_gaps)} points")
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(summary, indent=2))
