@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         points = {w: {int(c): p for c, p in levels.items()} for w, levels in saved["points"].items()}
-        return report(points, saved["modes"], None, saved.get("step_profiles"))
+        return report(points, saved["modes"], None, saved.get("step_profiles"))  # prints both throughputs
     exit_cleanly_on_sigterm()
     modes = split_modes(args.modes)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -175,7 +175,27 @@ def table_twin(table_mode: str, concurrency: int, modes: list[str]) -> str | Non
     return twin if twin in modes else None
 
 
+def whole_run_points(profiles: dict) -> dict:
+    """The same points in whole-run throughput (drain included), from the step profiles."""
+    return {w: {int(c): {m: p["whole_run_tokens_per_second"] for m, p in point.items()}
+                for c, point in levels.items()} for w, levels in profiles.items()}
+
+
 def report(results, modes, json_path, profiles=None) -> int:
+    """Ratios on steady-state throughput, then (where profiles carry it) the same on whole-run."""
+    summary = ratios_report(results, modes, profiles)
+    whole_ok = profiles and all("whole_run_tokens_per_second" in p for levels in profiles.values()
+                                for point in levels.values() for p in point.values())
+    if whole_ok:
+        print("\n--- the same on whole-run throughput (the drain included) ---")
+        summary["whole_run"] = ratios_report(whole_run_points(profiles), modes, None)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def ratios_report(results, modes, profiles) -> dict:
     fixed_modes = [m for m in modes if m == "off" or m.startswith("fixed:")]
     table_modes = [m for m in modes if m.startswith("table:")]
     print()
@@ -215,10 +235,7 @@ def report(results, modes, json_path, profiles=None) -> int:
         summary["identical_policy_gaps"] = twin_gaps
         print(f"noise: where the table equals a fixed mode (same policy run twice), |gap| mean "
               f"{sum(twin_gaps) / len(twin_gaps):.3f}, max {max(twin_gaps):.3f} over {len(twin_gaps)} points")
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(summary, indent=2))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -30,3 +30,13 @@ def test_report_ratios_and_noise(tmp_path, capsys):
     assert saved["adaptive_over_best_single_geomean"] == pytest.approx(((15 / 15) * (47 / 44)) ** 0.5)
     assert saved["identical_policy_gaps"] == [pytest.approx(15 / 14 - 1)]  # only c=1 has a twin
     assert "noise" in capsys.readouterr().out
+
+
+def test_report_repeats_the_ratios_on_whole_run_throughput(tmp_path):
+    steady = {"w": {1: {"off": 10.0, "fixed:2": 12.0, "fixed:4": 15.0, TABLE: 14.0, "adaptive": 15.0}}}
+    whole = {"off": 11.0, "fixed:2": 12.0, "fixed:4": 13.0, TABLE: 13.0, "adaptive": 12.0}
+    profiles = {"w": {"1": {m: {"whole_run_tokens_per_second": v} for m, v in whole.items()}}}
+    report(steady, MODES, tmp_path / "r.json", profiles)
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["min_adaptive_over_best"] == pytest.approx(1.0)
+    assert saved["whole_run"]["min_adaptive_over_best"] == pytest.approx(12 / 13)
