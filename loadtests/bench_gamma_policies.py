@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         points = {w: {int(c): p for c, p in levels.items()} for w, levels in saved["points"].items()}
-        return report(points, saved["modes"], None, saved.get("step_profiles"))  # prints both throughputs
+        return report(points, saved["modes"], args.json, saved.get("step_profiles"))
     exit_cleanly_on_sigterm()
     modes = split_modes(args.modes)
     levels = [int(c) for c in args.concurrency.split(",")]
