@@ -81,6 +81,7 @@ def build_controller(vllm_config) -> tuple[GammaController | None, PrometheusSin
         policy=GammaPolicy.parse(options.get("gamma_policy", "adaptive")),
         drafter_is_cheap=spec.method in CHEAP_DRAFTERS,
         draft_cost_ratio=float(options.get("draft_cost_ratio", 0.0)),
+        request_rate=float(options.get("request_rate", 0.25)),
         seed=int(options.get("seed", 0)),
     )
     draft_model = load_model(spec.model) if spec.method == "draft_model" and spec.model else None

@@ -32,6 +32,7 @@ class ControllerConfig:
     explore_probability: float = 0.02
     shadow_every_steps: int = 8
     min_draft_probability: float = 0.05
+    request_rate: float = 0.25  # per-request acceptance EWMA weight per observation
     calibration_every_steps: int = 64
     calibration_window: int = 2048
     # A draft model runs a forward pass every step to keep its KV cache in step, even at γ = 0.
@@ -47,6 +48,8 @@ class ControllerConfig:
             raise ValueError("gamma_max must be ≥ 1")
         if not 0 <= self.explore_probability < 1 or not 0 <= self.hysteresis < 1:
             raise ValueError("explore_probability and hysteresis must be in [0, 1)")
+        if not 0 < self.request_rate <= 1:
+            raise ValueError("request_rate must be in (0, 1]")
         if not 2 <= self.draft_probe_steps < self.draft_probe_every_steps:
             raise ValueError("need 2 ≤ draft_probe_steps < draft_probe_every_steps")
 
@@ -88,7 +91,7 @@ class GammaController:
     last_predicted_speedup: float = 1.0
 
     def __post_init__(self) -> None:
-        self.acceptance = AcceptanceEstimates(self.config.gamma_max)
+        self.acceptance = AcceptanceEstimates(self.config.gamma_max, request_rate=self.config.request_rate)
         roofline = GammaPlanner(self.model, self.hardware, self.config.gamma_max, self.config.draft_cost_ratio,
                                 draft_model=self.draft_model)
         self.costs = StepCostModel(roofline, window=self.config.calibration_window)
@@ -110,11 +113,13 @@ class GammaController:
         policy, gamma_max = self.config.policy, self.config.gamma_max
         batch = len(requests)
         if policy.kind == "off" or batch == 0:
-            # No decoding request (prefill only): nothing to verify; keep drafting ready.
+            # No decoding request (prefill only): nothing to verify; keep drafting ready, unless
+            # speculation is off or the draft model paused (then its prefill pass is saved too).
+            idle = policy.kind == "off" or (policy.kind == "adaptive" and self.drafter_paused)
             gamma = 0 if policy.kind == "off" else self.last_gamma
             speedup = 1.0 if policy.kind == "off" else self.last_predicted_speedup
-            plan = StepPlan({rid: 0 for rid, _ in requests}, 0 if policy.kind == "off" else gamma_max, gamma, speedup)
-            plan.run_drafter = policy.kind != "off" or self.config.drafter_is_cheap
+            plan = StepPlan({rid: 0 for rid, _ in requests}, 0 if idle else gamma_max, gamma, speedup)
+            plan.run_drafter = not idle or self.config.drafter_is_cheap
         elif policy.kind in ("fixed", "table"):
             gamma = min(policy.fixed_gamma if policy.kind == "fixed" else policy.table_gamma(batch), gamma_max)
             plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._priced(requests)[2][gamma])
@@ -229,6 +234,10 @@ class GammaController:
         self.costs.refit()
 
     @property
+    def drafter_paused(self) -> bool:
+        return not self.config.drafter_is_cheap and self._idle_steps >= self.config.pause_drafter_after_steps
+
+    @property
     def status_steps(self) -> int:
         return self._steps
 
@@ -242,8 +251,7 @@ class GammaController:
             "acceptance_rate": self.acceptance.mean_acceptance(),
             "tracked_requests": len(self.acceptance.by_request),
             "calibration": self.costs.status(),
-            "drafter_paused": not self.config.drafter_is_cheap
-            and self._idle_steps >= self.config.pause_drafter_after_steps,
+            "drafter_paused": self.drafter_paused,
             "model": self.model.name,
             "hardware": self.hardware.name,
             "steps": self._steps,

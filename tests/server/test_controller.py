@@ -216,6 +216,18 @@ def test_the_drafter_resumes_when_drafting_pays_again():
     assert plan.run_drafter and plan.gamma > 0 and controller.status()["drafter_paused"] is False
 
 
+def test_a_paused_drafter_skips_prefill_only_steps_too():
+    controller = draft_model_controller()
+    set_global_acceptance(controller, 0.0)
+    assert controller.plan([]).run_drafter  # running: drafts for the new request are prepared
+    for _ in range(8):
+        controller.plan(batch(1))
+    prefill = controller.plan([])
+    assert not prefill.run_drafter and prefill.proposals_next_step == 0
+    fixed = draft_model_controller(policy="fixed:2")
+    assert fixed.plan([]).run_drafter and fixed.plan([]).proposals_next_step == 4
+
+
 def test_one_lucky_request_does_not_restart_a_paused_drafter():
     controller = draft_model_controller()
     set_global_acceptance(controller, 0.0)
