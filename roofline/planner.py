@@ -48,7 +48,7 @@ class StepCoefficients:
     per q. Pure Python: for ~20 query lengths this beats numpy's per-call overhead.
     """
 
-    __slots__ = ("model", "hardware", "_linear_ops", "_expert_ops", "_memory_only")
+    __slots__ = ("_expert_ops", "_linear_ops", "_memory_only", "hardware", "model")
 
     def __init__(self, model: ModelSpec, hardware: HardwareSpec):
         self.model, self.hardware = model, hardware
@@ -124,7 +124,7 @@ def _expert_seconds(op: tuple, tokens: float, context: int, positions: int) -> f
     touched = experts * (1.0 - miss**tokens)
     compute = (flops_token + flops_position * context) * tokens
     memory = bytes_fixed + bytes_position * positions + bytes_token * tokens + bytes_expert * touched
-    return compute if compute > memory else memory
+    return max(memory, compute)
 
 
 class GammaPlanner:
@@ -133,29 +133,31 @@ class GammaPlanner:
     Drafting cost, in the same units as the verification step:
 
     * ``draft_cost_ratio`` c: each draft token costs c target decode steps (c·γ per step);
-    * ``draft_model``: each draft token costs one roofline decode step of that model on the
-      same hardware (times ``scale``; t0 is paid once per step, by the target);
+    * ``draft_model``: each draft token costs one decode step of that model: the calibrated
+      target decode step times the draft/target roofline ratio (uncalibrated: the draft's own
+      roofline step). Scaling the whole calibrated step, not only its roofline term, keeps the
+      draft's price where a calibration explains the target's steps by overheads alone;
     * ``draft_block_size`` N: a block drafter proposes up to N tokens in one pass costing
       ``draft_cost_ratio`` target steps (plus one draft-model pass over N tokens, if given);
       γ ≤ N.
     """
 
     __slots__ = (
-        "model",
-        "hardware",
-        "gamma_max",
-        "draft_cost_ratio",
-        "overhead_seconds",
-        "scale",
-        "per_token_seconds",
-        "draft_model",
-        "draft_block_size",
-        "bucket_seq_len",
-        "cache_entries",
-        "_target",
+        "_cache",
         "_draft",
         "_query_lens",
-        "_cache",
+        "_target",
+        "bucket_seq_len",
+        "cache_entries",
+        "draft_block_size",
+        "draft_cost_ratio",
+        "draft_model",
+        "gamma_max",
+        "hardware",
+        "model",
+        "overhead_seconds",
+        "per_token_seconds",
+        "scale",
     )
 
     def __init__(
@@ -263,14 +265,15 @@ class GammaPlanner:
         decode = steps[0]
         if decode <= 0.0:
             raise ValueError("predicted decode step time is zero")
+        draft_share = decode / roofline[0] if roofline[0] > 0 else scale  # calibrated seconds per roofline second
         if self.draft_block_size is None:
             per_draft = self.draft_cost_ratio * decode
             if self._draft is not None:
-                per_draft += scale * self._draft.seconds_one(batch, 1, seq_len)
+                per_draft += draft_share * self._draft.seconds_one(batch, 1, seq_len)
             return tuple(step + gamma * per_draft for gamma, step in enumerate(steps))
         per_block = self.draft_cost_ratio * decode
         if self._draft is not None:
-            per_block += scale * self._draft.seconds_one(batch, self.draft_block_size, seq_len)
+            per_block += draft_share * self._draft.seconds_one(batch, self.draft_block_size, seq_len)
         return (decode, *(step + per_block for step in steps[1:]))
 
     def speedup_curve(self, batch: int, seq_len: int, acceptance: Acceptance) -> list[float]:

@@ -20,7 +20,7 @@ acceptances = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 def brute_force_curve(model, hardware, batch, seq_len, acceptance, gamma_max, draft_cost, overhead=0.0, scale=1.0):
     """S(γ) = E(γ) / [t(γ+1)/t(1) + c·γ], straight from the definitions."""
-    t = lambda q: overhead + scale * step_time_seconds(model, hardware, batch, q, seq_len)  # noqa: E731
+    t = lambda q: overhead + scale * step_time_seconds(model, hardware, batch, q, seq_len)
     return [1.0] + [
         expected_tokens_for(acceptance, g) / (t(g + 1) / t(1) + draft_cost * g) for g in range(1, gamma_max + 1)
     ]
@@ -140,6 +140,17 @@ def test_draft_model_cost_is_its_own_roofline_step(h100):
     assert 0.1 < per_draft < 0.2  # 8B drafting for 70B costs about its weight ratio
 
 
+def test_a_calibrated_draft_pass_costs_the_calibrated_step_times_the_size_ratio(h100):
+    """Where calibration explains the target's steps by overheads (scale → 0), a draft pass
+    still costs its share of a step, not nothing."""
+    target, draft = load_model("llama-3.1-70b"), load_model("llama-3.1-8b")
+    planner = GammaPlanner(target, h100, gamma_max=4, draft_model=draft, bucket_seq_len=False)
+    calibrated = planner.with_calibration(overhead_seconds=0.03, scale=1e-6, per_token_seconds=0.001)
+    size_ratio = step_time_seconds(draft, h100, 16, 1, 2048) / step_time_seconds(target, h100, 16, 1, 2048)
+    verify2 = calibrated.step_seconds(16, 3, 2048) / calibrated.step_seconds(16, 1, 2048)
+    assert calibrated.cost_ratios(16, 2048)[2] == pytest.approx(verify2 + 2 * size_ratio, rel=1e-6)
+
+
 def test_seq_len_buckets_are_fine_and_cached(llama8b, h100):
     for seq_len in [0, 1, 63, 64, 100, 1000, 4097, 100_000]:
         assert abs(seq_len_bucket(seq_len) - seq_len) <= max(1, 0.016 * seq_len)
@@ -177,7 +188,7 @@ def test_optimal_is_fast_enough_for_every_step(llama8b, h100):
     planner.optimal(16, 1024, 0.6)
     assert _median_microseconds(lambda: planner.optimal(16, 1024, 0.6), 2000) < 20.0
     seq_lens = iter(range(10_000, 10_000 + 4000))
-    cold = lambda: (planner._cache.clear(), planner.optimal(16, next(seq_lens), 0.6))  # noqa: E731
+    cold = lambda: (planner._cache.clear(), planner.optimal(16, next(seq_lens), 0.6))
     assert _median_microseconds(cold, 2000) < 60.0
 
 

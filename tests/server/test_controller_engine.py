@@ -9,8 +9,8 @@ import pytest
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtests.servers import running_gateway
 from loadtests.draft_models import truncated_draft
+from loadtests.servers import running_gateway
 from server.scheduler import STEP_LOG_FIELDS
 from tests.server.prompts import ALL, COPY_HEAVY
 
