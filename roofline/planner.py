@@ -124,7 +124,7 @@ def _expert_seconds(op: tuple, tokens: float, context: int, positions: int) -> f
     touched = experts * (1.0 - miss**tokens)
     compute = (flops_token + flops_position * context) * tokens
     memory = bytes_fixed + bytes_position * positions + bytes_token * tokens + bytes_expert * touched
-    return max(memory, compute)
+    return compute if compute > memory else memory
 
 
 class GammaPlanner:
