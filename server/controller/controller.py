@@ -63,7 +63,6 @@ class StepPlan:
     decision_seconds: float = 0.0
     run_drafter: bool = True  # False: skip the draft model's forward pass this step
     explored: bool = False
-    batch_gamma: int = 0  # adaptive: the batch-level optimum from the global estimates
 
 
 def speedup_curve(ratios: list[float], survival: list[float]) -> list[float]:
@@ -166,7 +165,7 @@ class GammaController:
         low = int(mean_drafts)
         ratio = ratios[low] if low == gamma_max else ratios[low] + (mean_drafts - low) * (ratios[low + 1] - ratios[low])
         speedup = (1.0 + expected / batch) / ratio
-        return StepPlan(gamma_by_request, self._proposals(most), most, speedup, batch_gamma=gamma)
+        return StepPlan(gamma_by_request, self._proposals(most), most, speedup)
 
     def _explore(self, requests: list[tuple[str, int]], curve: list[float]) -> StepPlan:
         """Verify γ_e drafts for a random ~B/γ_e of the requests: calibration needs step times at
@@ -176,7 +175,7 @@ class GammaController:
         gamma = self._rng.randint(1, gamma_max)
         chosen = set(self._rng.sample(range(batch), max(1, min(batch, round(batch / gamma)))))
         gamma_by_request = {rid: gamma if i in chosen else 0 for i, (rid, _) in enumerate(requests)}
-        return StepPlan(gamma_by_request, gamma_max, gamma, curve[gamma], explored=True, batch_gamma=self._held_gamma)
+        return StepPlan(gamma_by_request, gamma_max, gamma, curve[gamma], explored=True)
 
     def _pause_idle_drafter(self, plan: StepPlan) -> None:
         """Draft models: pause the drafter once nobody has drafted for a while; probe it now and then.
@@ -188,10 +187,11 @@ class GammaController:
         one request's estimate, moved by a few lucky probe tokens, would restart the draft
         model's pass over the whole batch for the steps it takes to fall back."""
         config = self.config
-        paused = self._idle_steps >= config.pause_drafter_after_steps
+        paused = self.drafter_paused
         if plan.explored and not paused:
             return  # exploring neither resets nor advances the idle count
-        if plan.gamma > 0 and not plan.explored and (not paused or plan.batch_gamma > 0):
+        # self._held_gamma: the batch-level optimum _plan_adaptive just chose from the global estimates
+        if plan.gamma > 0 and not plan.explored and (not paused or self._held_gamma > 0):
             self._idle_steps = 0
             return
         plan.gamma_by_request, plan.gamma = dict.fromkeys(plan.gamma_by_request, 0), 0  # no drafts exist
