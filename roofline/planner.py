@@ -48,7 +48,7 @@ class StepCoefficients:
     per q. Pure Python: for ~20 query lengths this beats numpy's per-call overhead.
     """
 
-    __slots__ = ("_expert_ops", "_linear_ops", "_memory_only", "hardware", "model")
+    __slots__ = ("model", "hardware", "_linear_ops", "_expert_ops", "_memory_only")
 
     def __init__(self, model: ModelSpec, hardware: HardwareSpec):
         self.model, self.hardware = model, hardware
@@ -143,21 +143,21 @@ class GammaPlanner:
     """
 
     __slots__ = (
-        "_cache",
-        "_draft",
-        "_query_lens",
-        "_target",
+        "model",
+        "hardware",
+        "gamma_max",
+        "draft_cost_ratio",
+        "overhead_seconds",
+        "scale",
+        "per_token_seconds",
+        "draft_model",
+        "draft_block_size",
         "bucket_seq_len",
         "cache_entries",
-        "draft_block_size",
-        "draft_cost_ratio",
-        "draft_model",
-        "gamma_max",
-        "hardware",
-        "model",
-        "overhead_seconds",
-        "per_token_seconds",
-        "scale",
+        "_target",
+        "_draft",
+        "_query_lens",
+        "_cache",
     )
 
     def __init__(

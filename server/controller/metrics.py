@@ -56,7 +56,8 @@ class PrometheusSink:
                                        labels, multiprocess_mode="mostrecent")
         self.predicted_step = Histogram("specgate_predicted_step_seconds", "Calibrated predicted step time.",
                                         labels, buckets=STEP_SECONDS_BUCKETS)
-        self.observed_step = Histogram("specgate_observed_step_seconds", "Measured decode step time: engine loop period, schedule to schedule.",
+        self.observed_step = Histogram("specgate_observed_step_seconds",
+                                       "Measured decode step time: engine loop period, schedule to schedule.",
                                        labels, buckets=STEP_SECONDS_BUCKETS)
         self.accepted_tokens = Histogram("specgate_accepted_tokens_per_step",
                                          "Draft tokens accepted in one step, whole batch.", labels,

@@ -20,7 +20,7 @@ acceptances = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 def brute_force_curve(model, hardware, batch, seq_len, acceptance, gamma_max, draft_cost, overhead=0.0, scale=1.0):
     """S(γ) = E(γ) / [t(γ+1)/t(1) + c·γ], straight from the definitions."""
-    t = lambda q: overhead + scale * step_time_seconds(model, hardware, batch, q, seq_len)
+    t = lambda q: overhead + scale * step_time_seconds(model, hardware, batch, q, seq_len)  # noqa: E731
     return [1.0] + [
         expected_tokens_for(acceptance, g) / (t(g + 1) / t(1) + draft_cost * g) for g in range(1, gamma_max + 1)
     ]
@@ -188,7 +188,7 @@ def test_optimal_is_fast_enough_for_every_step(llama8b, h100):
     planner.optimal(16, 1024, 0.6)
     assert _median_microseconds(lambda: planner.optimal(16, 1024, 0.6), 2000) < 20.0
     seq_lens = iter(range(10_000, 10_000 + 4000))
-    cold = lambda: (planner._cache.clear(), planner.optimal(16, next(seq_lens), 0.6))
+    cold = lambda: (planner._cache.clear(), planner.optimal(16, next(seq_lens), 0.6))  # noqa: E731
     assert _median_microseconds(cold, 2000) < 60.0
 
 
