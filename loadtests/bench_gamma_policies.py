@@ -183,23 +183,24 @@ def whole_run_points(profiles: dict) -> dict:
 
 def report(results, modes, json_path, profiles=None) -> int:
     """Ratios on steady-state throughput, then (where profiles carry it) the same on whole-run."""
-    summary = ratios_report(results, modes, profiles)
+    summary = {"points": results, "modes": modes, "step_profiles": profiles or {}, **ratios_report(results, modes)}
     whole_ok = profiles and all("whole_run_tokens_per_second" in p for levels in profiles.values()
                                 for point in levels.values() for p in point.values())
     if whole_ok:
         print("\n--- the same on whole-run throughput (the drain included) ---")
-        summary["whole_run"] = ratios_report(whole_run_points(profiles), modes, None)
+        summary["whole_run"] = ratios_report(whole_run_points(profiles), modes)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(summary, indent=2))
     return 0
 
 
-def ratios_report(results, modes, profiles) -> dict:
+def ratios_report(results, modes) -> dict:
+    """Print the per-point table and the issue's ratios; return them."""
     fixed_modes = [m for m in modes if m == "off" or m.startswith("fixed:")]
     table_modes = [m for m in modes if m.startswith("table:")]
     print()
-    summary = {"points": results, "per_point": [], "modes": modes, "step_profiles": profiles or {}}
+    summary = {"per_point": []}
     ratios_best, ratios_table, twin_gaps = [], [], []
     by_fixed_mode = {m: [] for m in fixed_modes}
     adaptive_all = []
