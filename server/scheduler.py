@@ -174,7 +174,7 @@ class SpecgateScheduler(Scheduler):
         raw, predicted = controller.predicted_step_seconds(step.batch, step.tokens, step.seq_len)
         controller.observe_step(step.batch, step.tokens, raw, period)
         # speedup = E(γ) / [t(γ) / t(1)], so the batch emits B · speedup / t(1) tokens per second.
-        plain_step = controller.costs.step_costs(step.batch, step.seq_len)[0]
+        plain_step = controller.costs.decode_step_seconds(step.batch, step.seq_len)
         goodput = step.batch * step.plan.predicted_speedup / plain_step
         self.sink.record_step_seconds(predicted, period, goodput)
 

@@ -84,6 +84,12 @@ class StepCostModel:
             return list(costs)
         return [correction.corrected(cost, batch * (gamma + 1)) for gamma, cost in enumerate(costs)]
 
+    def decode_step_seconds(self, batch: int, seq_len: int) -> float:
+        """Predicted seconds of a step verifying no drafts: `step_costs(...)[0]` without the list."""
+        cost = self.calibrated.step_costs(batch, seq_len)[0]
+        correction = self.corrections.get(batch_bucket(batch))
+        return cost if correction is None else correction.corrected(cost, batch)
+
     def cost_ratios(self, batch: int, seq_len: int) -> list[float]:
         costs = self.step_costs(batch, seq_len)
         return [cost / costs[0] for cost in costs]

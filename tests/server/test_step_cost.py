@@ -64,3 +64,11 @@ def test_corrections_never_price_a_step_below_a_tenth_of_the_roofline():
     model.refit()
     calibrated = model.calibrated.step_costs(4, 512)
     assert all(c >= 0.1 * base - 1e-15 for c, base in zip(model.step_costs(4, 512), calibrated))
+
+
+def test_the_decode_step_is_the_first_of_the_step_costs():
+    model = make_model()
+    feed(model, (8, 8, 8, 8, 16, 16, 16, 16), lambda b, t: 0.03 + 0.001 * t + (0.01 if b < 16 else 0.0))
+    model.refit()
+    for batch in (1, 8, 16):
+        assert model.decode_step_seconds(batch, 512) == model.step_costs(batch, 512)[0]
