@@ -7,7 +7,8 @@ would pay the new prompts' prefills that the later ones skip. With `--engine-off
 gateway with speculation disabled in the engine is the `off` baseline instead; on a 2-core
 machine the second engine's threads disturb the first, so the default is one engine. At each
 (workload, concurrency) every mode runs back to back in rotating order, so machine noise
-lands on all of them. Prints output tokens/s per mode and the issue's ratios:
+lands on all of them; with `--rounds R` every mode runs R times per point, each round in
+another order, and the point reports the mean. Prints output tokens/s per mode and the issue's ratios:
 adaptive / best mode per point, and geometric means vs the best single fixed setting and
 vs the table. Throughput is steady-state (tokens/s until the last request is sent: the
 closed loop's drain is packing luck); the whole-run figure is printed beside it.
@@ -49,6 +50,8 @@ def parse_args(argv):
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-requests", type=int, default=4, help="requests per point: max(this, per-worker·concurrency)")
     parser.add_argument("--requests-per-worker", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every mode this many times per point, each round in another order; report the mean")
     parser.add_argument("--gateway-args", default="--vllm-args=--no-enable-prefix-caching",
                         help="extra flags for the gateway(s)")
     parser.add_argument("--engine-off", action="store_true", help="`off` = a second gateway with --speculative off")
@@ -89,6 +92,10 @@ async def run_point(base_url: str, model: str, requests, concurrency: int, num_r
     if result.summary.num_errors:
         raise RuntimeError(f"{result.summary.num_errors} errors: {result.summary.errors_by_kind}")
     return PointThroughput(steady_output_tokens_per_second(result.records), result.summary.output_tokens_per_second)
+
+
+def mean_of(runs: list[PointThroughput], attribute: str) -> float:
+    return sum(getattr(run, attribute) for run in runs) / len(runs)
 
 
 def step_profile(before: dict, after: dict, wall_seconds: float) -> dict[str, float | None]:
@@ -144,23 +151,27 @@ def main(argv=None) -> int:
             workload = load_workload(workload_name, max_tokens=args.max_tokens)
             results[workload_name], profiles[workload_name] = {}, {}
             for level_index, concurrency in enumerate(levels):
-                point = results[workload_name][concurrency] = {}
+                runs: dict[str, list[PointThroughput]] = {mode: [] for mode in modes}
                 point_profiles = profiles[workload_name][concurrency] = {}
-                rotation = level_index % len(modes)
-                for mode in modes[rotation:] + modes[:rotation]:
-                    if mode == "off" and off_gw is not None:
-                        url = off_gw.base_url
-                    else:
-                        url = spec_gw.base_url
-                        httpx.put(f"{spec_gw.base_url}/speculative", json={"policy": mode}, timeout=30).raise_for_status()
-                    num_requests = max(args.min_requests, round(args.requests_per_worker * concurrency))
-                    before, started = scrape_histograms(url), time.perf_counter()
-                    measured = asyncio.run(run_point(url, model, workload.requests, concurrency, num_requests))
-                    point[mode] = measured.value
-                    profile = step_profile(before, scrape_histograms(url), time.perf_counter() - started)
-                    point_profiles[mode] = {**profile, "whole_run_tokens_per_second": measured.whole}
-                    print(f"{workload_name:<10} c={concurrency:<3} {mode:<40} {point[mode]:8.1f} tok/s "
-                          f"(whole run {measured.whole:6.1f})  {format_profile(profile)}", flush=True)
+                for round_index in range(args.rounds):
+                    rotation = (level_index + round_index) % len(modes)
+                    for mode in modes[rotation:] + modes[:rotation]:
+                        if mode == "off" and off_gw is not None:
+                            url = off_gw.base_url
+                        else:
+                            url = spec_gw.base_url
+                            httpx.put(f"{spec_gw.base_url}/speculative", json={"policy": mode},
+                                      timeout=30).raise_for_status()
+                        num_requests = max(args.min_requests, round(args.requests_per_worker * concurrency))
+                        before, started = scrape_histograms(url), time.perf_counter()
+                        measured = asyncio.run(run_point(url, model, workload.requests, concurrency, num_requests))
+                        runs[mode].append(measured)
+                        profile = step_profile(before, scrape_histograms(url), time.perf_counter() - started)
+                        point_profiles[mode] = {**profile, "whole_run_tokens_per_second": mean_of(runs[mode], "whole"),
+                                                "rounds_tokens_per_second": [r.value for r in runs[mode]]}
+                        print(f"{workload_name:<10} c={concurrency:<3} {mode:<40} {measured.value:8.1f} tok/s "
+                              f"(whole run {measured.whole:6.1f})  {format_profile(profile)}", flush=True)
+                results[workload_name][concurrency] = {mode: mean_of(runs[mode], "value") for mode in modes}
     return report(results, modes, args.json, profiles)
 
 
