@@ -61,7 +61,8 @@ def fit_step_time(step_log: Path) -> StepTimeModel:
     """Least squares: the decode line over the decode-only steps' periods; the price of a prefill
     token over the other steps, timed from one row's `entered_seconds` to the next (the engine
     went straight on if that gap is below a second), with the decode line held fixed."""
-    rows = list(csv.DictReader(open_text(step_log)))
+    # each engine start appends its header again: skip those rows
+    rows = [r for r in csv.DictReader(open_text(step_log)) if r["entered_seconds"] != "entered_seconds"]
     decode = [r for r in rows if r["period_seconds"] and r["decode_only"] == "1"]
     if len(decode) < 3:
         raise ValueError(f"{step_log}: need ≥ 3 timed decode-only steps, found {len(decode)}")
@@ -70,7 +71,7 @@ def fit_step_time(step_log: Path) -> StepTimeModel:
     fixed, per_token, per_position = (max(0.0, float(c)) for c in np.linalg.lstsq(design, seconds, rcond=None)[0])
     excess, prefilled = [], []
     for row, following in itertools.pairwise(rows):
-        if row["decode_only"] == "1" or "entered_seconds" not in following:
+        if row["decode_only"] == "1":
             continue
         decode_tokens = int(row["batch"]) + int(row["verified_drafts"])
         prompt_tokens = int(row["tokens"]) - decode_tokens
@@ -123,9 +124,19 @@ class ReplayResult:
     steps: int = 0
     accepted_tokens: int = 0
     verified_drafts: int = 0
+    steady_output_tokens: int = 0  # emitted before the last request was sent
+    steady_seconds: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
+        """Steady-state, as the γ-policy bench measures it (`loadtests.stats`): until the last
+        request is sent; the whole run where every request was sent at once."""
+        if self.steady_seconds > 0:
+            return self.steady_output_tokens / self.steady_seconds
+        return self.whole_run_tokens_per_second
+
+    @property
+    def whole_run_tokens_per_second(self) -> float:
         return self.output_tokens / self.seconds
 
 
@@ -146,6 +157,8 @@ def replay(traces: Sequence[Trace], concurrency: int, controller, step_time: Ste
         while queue and len(live) + len(arriving) < concurrency:
             index, trace = queue.pop()
             arriving.append(_Live(f"r{index}", trace, np.array(trace.prompt + trace.output, dtype=np.int64)))
+            if not queue:
+                result.steady_output_tokens, result.steady_seconds = result.output_tokens, result.seconds
         plan = controller.plan([(r.request_id, r.context) for r in live])
         if oracle:  # knows the future: each request verifies exactly the drafts that will be accepted
             plan.gamma_by_request = {r.request_id: r.accepted_length(r.drafts) for r in live}
@@ -252,10 +265,11 @@ def main(argv=None) -> int:
     run.add_argument("--step-log", type=Path, help="fit the step time to this log (default: --step-model)")
     run.add_argument("--step-model", default="0.0381,0.00077,0.00000226,0.00038",
                      help="fixed seconds, per decode token, per KV position, per prompt token (this CPU's fit)")
-    run.add_argument("--hardware", default="cpu-local")
+    run.add_argument("--hardware", default=ReplayPlan().hardware)
     run.add_argument("--options", default="{}", help="ControllerConfig fields for every mode, JSON")
-    run.add_argument("--requests-per-worker", type=float, default=2.0)
-    run.add_argument("--min-requests", type=int, default=6)
+    run.add_argument("--requests-per-worker", type=int, default=ReplayPlan().requests_per_worker,
+                     help="requests per closed-loop worker (the traces are cycled)")
+    run.add_argument("--min-requests", type=int, default=ReplayPlan().min_requests)
     run.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.command == "traces":
@@ -267,6 +281,34 @@ def main(argv=None) -> int:
     return run_replays(args)
 
 
+@dataclass(slots=True, frozen=True)
+class ReplayPlan:
+    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    requests_per_worker: int = 8  # closed loop: the traces are cycled, each pass as new requests
+    min_requests: int = 16
+    hardware: str = "cpu-local"
+
+    def requests(self, traces: Sequence[Trace], concurrency: int) -> list[Trace]:
+        count = max(self.min_requests, self.requests_per_worker * concurrency)
+        return [traces[i % len(traces)] for i in range(count)]
+
+
+def replay_workload(traces: Sequence[Trace], modes: Sequence[str], step_time: StepTimeModel, plan: ReplayPlan,
+                    model_dir: Path, options: dict | None = None) -> dict[int, dict[str, float]]:
+    """Output tokens/s (steady-state) by concurrency and mode; `oracle` is a mode too."""
+    levels: dict[int, dict[str, float]] = {}
+    for concurrency in plan.concurrency:
+        requests = plan.requests(traces, concurrency)
+        point = levels[concurrency] = {}
+        for mode in modes:
+            policy, overrides = parse_mode(mode)
+            oracle = policy == "oracle"
+            controller = make_controller(model_dir, plan.hardware, "fixed:8" if oracle else policy,
+                                         **{**(options or {}), **overrides})
+            point[mode] = replay(requests, concurrency, controller, step_time, oracle=oracle).tokens_per_second
+    return levels
+
+
 def run_replays(args) -> int:
     """Every (trace file, concurrency, mode); the issue's ratios as the γ-policy bench prints them,
     plus the oracle's ceiling over the best single fixed setting."""
@@ -275,28 +317,19 @@ def run_replays(args) -> int:
     step_time = (fit_step_time(args.step_log) if args.step_log
                  else StepTimeModel(*(float(v) for v in args.step_model.split(","))))
     print(step_time)
-    common = json.loads(args.options)
-    model_dir = prepare_model_dir()
+    plan = ReplayPlan(tuple(int(c) for c in args.concurrency.split(",")), args.requests_per_worker,
+                      args.min_requests, args.hardware)
     modes = split_modes(args.modes)
     points: dict[str, dict[int, dict[str, float]]] = {}
     for path in args.traces:
-        all_traces = load_traces(path)
         workload = path.name.split(".")[0]
-        levels = points[workload] = {}
-        for concurrency in (int(c) for c in args.concurrency.split(",")):
-            count = max(args.min_requests, round(args.requests_per_worker * concurrency))
-            point = levels[concurrency] = {}
-            for mode in modes:
-                policy, options = parse_mode(mode)
-                oracle = policy == "oracle"
-                controller = make_controller(model_dir, args.hardware, "fixed:8" if oracle else policy,
-                                             **{**common, **options})
-                point[mode] = replay(all_traces[:count], concurrency, controller, step_time, oracle=oracle).tokens_per_second
-            print(f"{workload:<10} c={concurrency:<3}" + "".join(f"{m[:18]:>19} {v:7.1f}" for m, v in point.items()),
-                  flush=True)
+        levels = points[workload] = replay_workload(load_traces(path), modes, step_time, plan, prepare_model_dir(),
+                                                    json.loads(args.options))
+        for concurrency, point in levels.items():
+            print(f"{workload:<10} c={concurrency:<3}" + "".join(f"{m[:18]:>19} {v:7.1f}" for m, v in point.items()))
         print(f"{workload} geomean over concurrency, relative to {modes[0]}: " + "  ".join(
             f"{m}: {geomean([p[m] / p[modes[0]] for p in levels.values()]):.3f}" for m in modes))
-    summary = {"step_time": asdict(step_time), "modes": modes, "points": points}
+    summary = {"step_time": asdict(step_time), "plan": asdict(plan), "modes": modes, "points": points}
     policies = [m for m in modes if m != "oracle" and "@" not in m]  # the issue's ratios: policies as shipped
     if "adaptive" in policies and any(m.startswith("fixed:") for m in policies):
         without_oracle = {w: {c: {m: p[m] for m in policies} for c, p in levels.items()} for w, levels in points.items()}

@@ -85,7 +85,10 @@ def test_fit_step_time_recovers_a_line(tmp_path):
         entered = 100.0
         steps = [(1, 1, 0, 100, 0), (1, 5, 4, 300, 0), (4, 20, 16, 200, 0), (2, 402, 0, 10, 400), (8, 9, 1, 500, 0),
                  (16, 80, 64, 250, 0), (4, 60, 4, 300, 52)]
-        for batch, tokens, verified, seq_len, prompt_tokens in steps:
+        for index, (batch, tokens, verified, seq_len, prompt_tokens) in enumerate(steps):
+            if index == 3:  # a second engine start appends its header again
+                writer.writerow(["entered_seconds", "batch", "tokens", "verified_drafts", "seq_len", "decode_only",
+                                 "period_seconds"])
             period = 0.03 + 0.001 * (tokens - prompt_tokens) + 1e-6 * batch * seq_len + 0.0002 * prompt_tokens
             writer.writerow([entered, batch, tokens, verified, seq_len, int(not prompt_tokens),
                              period if not prompt_tokens else ""])  # steps with a prefill: no period logged
@@ -131,3 +134,14 @@ def test_the_run_command_reports_the_issue_ratios_and_the_oracle_ceiling(model_d
     assert summary["best_single_fixed"] == "fixed:4"
     assert summary["oracle_over_best_single_geomean"] >= 1.0
     assert "the ceiling of any per-request γ" in capsys.readouterr().out
+
+
+def test_throughput_is_steady_state_until_the_last_request_is_sent(model_dir):
+    controller = make_controller(model_dir, "cpu-local", "off")
+    model = StepTimeModel(fixed_seconds=1.0, per_token_seconds=0.0, per_kv_position_seconds=0.0,
+                          per_prefill_token_seconds=0.1)
+    result = replay([novel_trace(10), novel_trace(10), novel_trace(2)], 1, controller, model)
+    # each request: a 3 s prefill step (1 + 20 × 0.1) with its first token, then 1 s per token
+    assert result.steady_seconds == pytest.approx(24.0) and result.steady_output_tokens == 20
+    assert result.tokens_per_second == pytest.approx(20 / 24)
+    assert result.whole_run_tokens_per_second == pytest.approx(22 / 28)
