@@ -6,13 +6,15 @@ time is deterministic: the output tokens are fixed (speculation is lossless), th
 proposal at every position is a function of the tokens before it (vLLM's own
 `_find_longest_matched_ngram_and_propose_tokens`), and a draft's accepted length is its
 common prefix with the recorded output. So a policy's tokens per step can be replayed exactly,
-and only the step time is modelled: a line in the step's tokens and its KV positions, fitted
-to the engine's own step log (`SPECGATE_STEP_LOG`). The real `GammaController` makes the
-decisions, with the same inputs the scheduler gives it.
+and only the step time is modelled: a line in the step's decode tokens, KV positions and
+prefilled prompt tokens, fitted to the engine's own step log (`SPECGATE_STEP_LOG`). The real
+`GammaController` makes the decisions, with the same inputs the scheduler gives it. Mode
+`oracle` verifies exactly the drafts that will be accepted: the ceiling of any per-request γ.
 
-    python -m loadtests.replay traces --workload humaneval --count 132 --out /tmp/humaneval.jsonl
-    python -m loadtests.replay fit /tmp/steps.csv            # prints the step-time line
-    python -m loadtests.replay run /tmp/humaneval.jsonl --concurrency 8,16 --modes fixed:4,adaptive
+    python -m loadtests.replay traces --workload humaneval --count 128 --out humaneval.jsonl.gz
+    python -m loadtests.replay fit steps.csv              # prints the step-time line
+    python -m loadtests.replay run humaneval.jsonl.gz --step-log steps.csv \
+        --modes off,fixed:4,adaptive,adaptive@request_rate=0.1,oracle
 
 Offline analysis: it runs vLLM in-process (traces) and the controller directly, no server.
 """
@@ -32,8 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from loadtests.bench_gamma_policies import DEFAULT_MODES
-
-PROMPT_LOOKUP_MIN, PROMPT_LOOKUP_MAX = 2, 4  # as server.engine configures ngram
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,11 +85,15 @@ def fit_step_time(step_log: Path) -> StepTimeModel:
 
 
 def propose(tokens: np.ndarray, k: int) -> np.ndarray:
+    """vLLM's ngram drafter on one request, configured as `specgate serve` configures it."""
     from vllm.v1.spec_decode.ngram_proposer import (
         _find_longest_matched_ngram_and_propose_tokens,
     )
 
-    return _find_longest_matched_ngram_and_propose_tokens(tokens, PROMPT_LOOKUP_MIN, PROMPT_LOOKUP_MAX, 1 << 20, k)
+    from server.engine import NGRAM_PROMPT_LOOKUP_MAX, NGRAM_PROMPT_LOOKUP_MIN
+
+    return _find_longest_matched_ngram_and_propose_tokens(tokens, NGRAM_PROMPT_LOOKUP_MIN, NGRAM_PROMPT_LOOKUP_MAX,
+                                                          1 << 20, k)
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from server.settings import ServeSettings
 from server.vllm_plugin import SCHEDULER_QUALNAME
 
 CPU_DEFAULT_MEMORY_UTILIZATION = 0.3
+NGRAM_PROMPT_LOOKUP_MIN, NGRAM_PROMPT_LOOKUP_MAX = 2, 4  # n-gram lengths the ngram drafter matches
 
 
 def speculative_config(settings: ServeSettings) -> dict | None:
@@ -28,8 +29,8 @@ def speculative_config(settings: ServeSettings) -> dict | None:
         return {
             "method": "ngram",
             "num_speculative_tokens": settings.gamma_max,
-            "prompt_lookup_max": 4,
-            "prompt_lookup_min": 2,
+            "prompt_lookup_max": NGRAM_PROMPT_LOOKUP_MAX,
+            "prompt_lookup_min": NGRAM_PROMPT_LOOKUP_MIN,
         }
     draft_path = settings.speculative.removeprefix("draft:")
     return {"method": "draft_model", "model": draft_path, "num_speculative_tokens": settings.gamma_max}
