@@ -39,6 +39,7 @@ from loadtests.workloads import load_workload
 
 DEFAULT_TABLE = "table:[[1,4,4],[5,16,2],[17,32,1],[33,4096,0]]"  # this CPU's crossover, by hand
 DEFAULT_MODES = f"off,fixed:1,fixed:2,fixed:4,fixed:8,{DEFAULT_TABLE},adaptive"
+SERVED_MODEL = "SmolLM2-135M-Instruct"
 
 
 def parse_args(argv):
@@ -94,6 +95,17 @@ async def run_point(base_url: str, model: str, requests, concurrency: int, num_r
     return PointThroughput(steady_output_tokens_per_second(result.records), result.summary.output_tokens_per_second)
 
 
+def measure_mode(url: str, policy: str | None, requests, concurrency: int,
+                 num_requests: int) -> tuple[PointThroughput, dict]:
+    """One closed-loop run, after switching the gateway to `policy` (None: leave it, the separate
+    `off` engine): its throughput and the engine's step profile meanwhile."""
+    if policy is not None:
+        httpx.put(f"{url}/speculative", json={"policy": policy}, timeout=30).raise_for_status()
+    before, started = scrape_histograms(url), time.perf_counter()
+    measured = asyncio.run(run_point(url, SERVED_MODEL, requests, concurrency, num_requests))
+    return measured, step_profile(before, scrape_histograms(url), time.perf_counter() - started)
+
+
 def mean_of(runs: list[PointThroughput], attribute: str) -> float:
     return sum(getattr(run, attribute) for run in runs) / len(runs)
 
@@ -139,7 +151,6 @@ def main(argv=None) -> int:
     modes = split_modes(args.modes)
     levels = [int(c) for c in args.concurrency.split(",")]
     extra = args.gateway_args.split()
-    model = "SmolLM2-135M-Instruct"
     results: dict[str, dict[int, dict[str, float]]] = {}
     profiles: dict[str, dict[int, dict[str, dict]]] = {}
     # Two engines side by side: 2 GiB of KV cache each holds 64 × (prompt + 128) tokens with room.
@@ -153,20 +164,17 @@ def main(argv=None) -> int:
             for level_index, concurrency in enumerate(levels):
                 runs: dict[str, list[PointThroughput]] = {mode: [] for mode in modes}
                 point_profiles = profiles[workload_name][concurrency] = {}
+                num_requests = max(args.min_requests, round(args.requests_per_worker * concurrency))
                 for round_index in range(args.rounds):
                     rotation = (level_index + round_index) % len(modes)
                     for mode in modes[rotation:] + modes[:rotation]:
                         if mode == "off" and off_gw is not None:
-                            url = off_gw.base_url
+                            measured, profile = measure_mode(off_gw.base_url, None, workload.requests, concurrency,
+                                                             num_requests)
                         else:
-                            url = spec_gw.base_url
-                            httpx.put(f"{spec_gw.base_url}/speculative", json={"policy": mode},
-                                      timeout=30).raise_for_status()
-                        num_requests = max(args.min_requests, round(args.requests_per_worker * concurrency))
-                        before, started = scrape_histograms(url), time.perf_counter()
-                        measured = asyncio.run(run_point(url, model, workload.requests, concurrency, num_requests))
+                            measured, profile = measure_mode(spec_gw.base_url, mode, workload.requests, concurrency,
+                                                             num_requests)
                         runs[mode].append(measured)
-                        profile = step_profile(before, scrape_histograms(url), time.perf_counter() - started)
                         point_profiles[mode] = {**profile, "whole_run_tokens_per_second": mean_of(runs[mode], "whole"),
                                                 "rounds_tokens_per_second": [r.value for r in runs[mode]]}
                         print(f"{workload_name:<10} c={concurrency:<3} {mode:<40} {measured.value:8.1f} tok/s "
