@@ -170,6 +170,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     add_run_command(subcommands)
     add_sweep_command(subcommands)
     add_report_command(subcommands)
+    subcommands.add_parser("replay", add_help=False,
+                           help="replay γ policies offline on recorded greedy outputs (loadtests.replay; "
+                                "`replay -h` for its commands)")
     return parser, subcommands
 
 
@@ -351,6 +354,10 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["replay"]:  # its own commands and options
+        from loadtests.replay import main as replay_main
+
+        return replay_main(argv[1:], prog="specgate loadtest replay")
     parser, _ = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv)

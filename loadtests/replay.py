@@ -11,9 +11,9 @@ prefilled prompt tokens, fitted to the engine's own step log (`SPECGATE_STEP_LOG
 `GammaController` makes the decisions, with the same inputs the scheduler gives it. Mode
 `oracle` verifies exactly the drafts that will be accepted: the ceiling of any per-request γ.
 
-    python -m loadtests.replay traces --workload humaneval --count 128 --out humaneval.jsonl.gz
-    python -m loadtests.replay fit steps.csv              # prints the step-time line
-    python -m loadtests.replay run humaneval.jsonl.gz --step-log steps.csv \
+    specgate loadtest replay traces --workload humaneval --count 128 --out humaneval.jsonl.gz
+    specgate loadtest replay fit steps.csv              # prints the step-time line
+    specgate loadtest replay run humaneval.jsonl.gz --step-log steps.csv \
         --modes off,fixed:4,adaptive,adaptive@request_rate=0.1,oracle
 
 Offline analysis: it runs vLLM in-process (traces) and the controller directly, no server.
@@ -252,8 +252,8 @@ def geomean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     traces = sub.add_parser("traces", help="record greedy outputs of a workload")
     traces.add_argument("--workload", required=True)

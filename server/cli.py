@@ -14,7 +14,7 @@ commands:
   serve           start the OpenAI-compatible gateway with speculative decoding
   prepare-model   build the embedded default model folder (SmolLM2-135M-Instruct)
   roofline        speculative-decoding roofline model (speedup, optimal, estimate, crossover, plot, calibrate)
-  loadtest        load generator, sweeps and reports
+  loadtest        load generator, sweeps and reports, offline replay of γ policies
 
 `specgate <command> --help` describes each command's options.
 """

@@ -1,6 +1,7 @@
 """The offline replay: exact token accounting on synthetic traces, the step-time fit, modes."""
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,10 @@ def test_throughput_is_steady_state_until_the_last_request_is_sent(model_dir):
     assert result.steady_seconds == pytest.approx(24.0) and result.steady_output_tokens == 20
     assert result.tokens_per_second == pytest.approx(20 / 24)
     assert result.whole_run_tokens_per_second == pytest.approx(22 / 28)
+
+
+def test_specgate_loadtest_replay_dispatches_to_the_replay(capsys):
+    from loadtests.cli import main
+
+    assert main(["replay", "fit", str(Path(__file__).resolve().parents[2] / "loadtests/results/replay/steps.csv.gz")]) == 0
+    assert "StepTimeModel(fixed_seconds=0.038" in capsys.readouterr().out
