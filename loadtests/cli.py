@@ -25,6 +25,8 @@ from loadtests.metrics_scrape import (
     scrape_metrics,
     spec_decode_delta,
 )
+from loadtests.replay import __doc__ as replay_doc
+from loadtests.replay import add_replay_commands
 from loadtests.stream_request import RequestRecord
 from loadtests.workloads import WORKLOAD_NAMES, Workload, load_workload
 
@@ -170,9 +172,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     add_run_command(subcommands)
     add_sweep_command(subcommands)
     add_report_command(subcommands)
-    subcommands.add_parser("replay", add_help=False,
-                           help="replay γ policies offline on recorded greedy outputs (loadtests.replay; "
-                                "`replay -h` for its commands)")
+    add_replay_commands(subcommands.add_parser(
+        "replay", help="replay γ policies offline on recorded greedy outputs (noise-free A/B)",
+        description=replay_doc, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser, subcommands
 
 
@@ -354,10 +356,6 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["replay"]:  # its own commands and options
-        from loadtests.replay import main as replay_main
-
-        return replay_main(argv[1:], prog="specgate loadtest replay")
     parser, _ = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv)

@@ -26,14 +26,14 @@ import csv
 import gzip
 import itertools
 import json
-import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from loadtests.bench_gamma_policies import DEFAULT_MODES
+from loadtests.bench_gamma_policies import DEFAULT_MODES, geomean
 
 
 @dataclass(slots=True, frozen=True)
@@ -218,8 +218,6 @@ def make_controller(model_dir: Path, hardware: str, policy: str, gamma_max: int 
 
 def collect_traces(workload_name: str, count: int, out: Path, max_tokens: int = 128) -> None:
     """Greedy outputs of the first `count` requests of a workload, from vLLM in-process."""
-    import os
-
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     from vllm import LLM, SamplingParams
 
@@ -248,41 +246,42 @@ def open_text(path: Path):
     return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
 
 
-def geomean(values: Sequence[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
+COMMITTED_STEP_LOG = Path(__file__).resolve().parent / "results" / "replay" / "steps.csv.gz"  # this CPU's
 
 
-def main(argv=None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_replay_commands(parser: argparse.ArgumentParser) -> None:
+    """`traces`, `fit` and `run`, each setting `handler`: for `python -m loadtests.replay` and for
+    `specgate loadtest replay`."""
+    sub = parser.add_subparsers(dest="replay_command", required=True)
     traces = sub.add_parser("traces", help="record greedy outputs of a workload")
     traces.add_argument("--workload", required=True)
     traces.add_argument("--count", type=int, default=132)
     traces.add_argument("--out", type=Path, required=True)
+    traces.set_defaults(handler=lambda args: collect_traces(args.workload, args.count, args.out) or 0)
     fit = sub.add_parser("fit", help="fit the step-time line to a SPECGATE_STEP_LOG file")
     fit.add_argument("step_log", type=Path)
+    fit.set_defaults(handler=lambda args: print(fit_step_time(args.step_log)) or 0)
     run = sub.add_parser("run", help="replay policies on recorded traces")
     run.add_argument("traces", type=Path, nargs="+")
     run.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     run.add_argument("--modes", default=f"{DEFAULT_MODES},oracle",
                      help="γ policies, `oracle`, and variants as policy@field=value+field=value (ControllerConfig)")
-    run.add_argument("--step-log", type=Path, help="fit the step time to this log (default: --step-model)")
-    run.add_argument("--step-model", default="0.0381,0.00077,0.00000226,0.00038",
-                     help="fixed seconds, per decode token, per KV position, per prompt token (this CPU's fit)")
+    run.add_argument("--step-log", type=Path, default=COMMITTED_STEP_LOG,
+                     help="fit the step time to this SPECGATE_STEP_LOG file (default: this CPU's, committed)")
     run.add_argument("--hardware", default=ReplayPlan().hardware)
     run.add_argument("--options", default="{}", help="ControllerConfig fields for every mode, JSON")
     run.add_argument("--requests-per-worker", type=int, default=ReplayPlan().requests_per_worker,
                      help="requests per closed-loop worker (the traces are cycled)")
     run.add_argument("--min-requests", type=int, default=ReplayPlan().min_requests)
     run.add_argument("--json", type=Path, default=None)
+    run.set_defaults(handler=run_replays)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_replay_commands(parser)
     args = parser.parse_args(argv)
-    if args.command == "traces":
-        collect_traces(args.workload, args.count, args.out)
-        return 0
-    if args.command == "fit":
-        print(fit_step_time(args.step_log))
-        return 0
-    return run_replays(args)
+    return args.handler(args)
 
 
 @dataclass(slots=True, frozen=True)
@@ -317,9 +316,9 @@ def run_replays(args) -> int:
     """Every (trace file, concurrency, mode); the issue's ratios as the γ-policy bench prints them,
     plus the oracle's ceiling over the best single fixed setting."""
     from loadtests.bench_gamma_policies import ratios_report, split_modes
+    from server.model_prep import default_model_dir
 
-    step_time = (fit_step_time(args.step_log) if args.step_log
-                 else StepTimeModel(*(float(v) for v in args.step_model.split(","))))
+    step_time = fit_step_time(args.step_log)
     print(step_time)
     plan = ReplayPlan(tuple(int(c) for c in args.concurrency.split(",")), args.requests_per_worker,
                       args.min_requests, args.hardware)
@@ -327,7 +326,7 @@ def run_replays(args) -> int:
     points: dict[str, dict[int, dict[str, float]]] = {}
     for path in args.traces:
         workload = path.name.split(".")[0]
-        levels = points[workload] = replay_workload(load_traces(path), modes, step_time, plan, prepare_model_dir(),
+        levels = points[workload] = replay_workload(load_traces(path), modes, step_time, plan, default_model_dir(),
                                                     json.loads(args.options))
         for concurrency, point in levels.items():
             print(f"{workload:<10} c={concurrency:<3}" + "".join(f"{m[:18]:>19} {v:7.1f}" for m, v in point.items()))
@@ -358,12 +357,6 @@ def parse_mode(mode: str) -> tuple[str, dict]:
         key, _, value = item.partition("=")
         parsed[key] = json.loads(value)
     return policy, parsed
-
-
-def prepare_model_dir() -> Path:
-    from server.model_prep import default_model_dir
-
-    return default_model_dir()
 
 
 if __name__ == "__main__":
