@@ -168,12 +168,9 @@ def main(argv=None) -> int:
                 for round_index in range(args.rounds):
                     rotation = (level_index + round_index) % len(modes)
                     for mode in modes[rotation:] + modes[:rotation]:
-                        if mode == "off" and off_gw is not None:
-                            measured, profile = measure_mode(off_gw.base_url, None, workload.requests, concurrency,
-                                                             num_requests)
-                        else:
-                            measured, profile = measure_mode(spec_gw.base_url, mode, workload.requests, concurrency,
-                                                             num_requests)
+                        separate_off = mode == "off" and off_gw is not None
+                        url, policy = (off_gw.base_url, None) if separate_off else (spec_gw.base_url, mode)
+                        measured, profile = measure_mode(url, policy, workload.requests, concurrency, num_requests)
                         runs[mode].append(measured)
                         point_profiles[mode] = {**profile, "whole_run_tokens_per_second": mean_of(runs[mode], "whole"),
                                                 "rounds_tokens_per_second": [r.value for r in runs[mode]]}
