@@ -36,6 +36,7 @@ from server.vllm_plugin import SKIP_DRAFTER_FIELD
 
 logger = logging.getLogger("specgate.scheduler")
 CHEAP_DRAFTERS = ("ngram", "suffix")
+CONTROLLER_OPTIONS = {"draft_cost_ratio": float, "request_rate": float, "seed": int}  # else ControllerConfig's defaults
 FORGET_EVERY_STEPS = 64
 ACCEPTANCE_METRICS_EVERY_STEPS = 8
 
@@ -80,9 +81,7 @@ def build_controller(vllm_config) -> tuple[GammaController | None, PrometheusSin
         gamma_max=spec.num_speculative_tokens,
         policy=GammaPolicy.parse(options.get("gamma_policy", "adaptive")),
         drafter_is_cheap=spec.method in CHEAP_DRAFTERS,
-        draft_cost_ratio=float(options.get("draft_cost_ratio", 0.0)),
-        request_rate=float(options.get("request_rate", 0.25)),
-        seed=int(options.get("seed", 0)),
+        **{name: cast(options[name]) for name, cast in CONTROLLER_OPTIONS.items() if name in options},
     )
     draft_model = load_model(spec.model) if spec.method == "draft_model" and spec.model else None
     controller = GammaController(config, load_model(vllm_config.model_config.model),
