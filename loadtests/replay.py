@@ -61,8 +61,7 @@ def fit_step_time(step_log: Path) -> StepTimeModel:
     """Least squares: the decode line over the decode-only steps' periods; the price of a prefill
     token over the other steps, timed from one row's `entered_seconds` to the next (the engine
     went straight on if that gap is below a second), with the decode line held fixed."""
-    # each engine start appends its header again: skip those rows
-    rows = [r for r in csv.DictReader(open_text(step_log)) if r["entered_seconds"] != "entered_seconds"]
+    rows = list(csv.DictReader(open_text(step_log)))
     decode = [r for r in rows if r["period_seconds"] and r["decode_only"] == "1"]
     if len(decode) < 3:
         raise ValueError(f"{step_log}: need ≥ 3 timed decode-only steps, found {len(decode)}")

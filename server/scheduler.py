@@ -45,6 +45,16 @@ STEP_LOG_FIELDS = ("entered_seconds", "policy", "batch", "tokens", "seq_len", "g
                    "run_drafter", "decode_only", "accepted", "window_seconds", "period_seconds")
 
 
+def open_step_log(path: str):
+    """A CSV writer appending to `path`, line-buffered; the header goes only into a new file (an
+    engine restarting appends under the header the log already has)."""
+    log = open(path, "a", newline="", buffering=1)  # noqa: SIM115
+    writer = csv.writer(log)
+    if log.tell() == 0:
+        writer.writerow(STEP_LOG_FIELDS)
+    return writer
+
+
 @dataclass(slots=True)
 class PendingStep:
     plan: StepPlan | None  # None: speculation off in this engine, only timed
@@ -100,9 +110,7 @@ class SpecgateScheduler(Scheduler):
         self._timing: PendingStep | None = None  # reported back; its period ends at the next schedule()
         self.expects_draft_tokens = True  # read by server.vllm_plugin's EngineCore.post_step patch
         log_path = os.environ.get("SPECGATE_STEP_LOG")
-        self._step_log = csv.writer(open(log_path, "a", newline="", buffering=1)) if log_path else None  # noqa: SIM115
-        if self._step_log is not None:
-            self._step_log.writerow(STEP_LOG_FIELDS)
+        self._step_log = open_step_log(log_path) if log_path else None
 
     def schedule(self, *args, **kwargs):
         entered = time.perf_counter()

@@ -86,10 +86,7 @@ def test_fit_step_time_recovers_a_line(tmp_path):
         entered = 100.0
         steps = [(1, 1, 0, 100, 0), (1, 5, 4, 300, 0), (4, 20, 16, 200, 0), (2, 402, 0, 10, 400), (8, 9, 1, 500, 0),
                  (16, 80, 64, 250, 0), (4, 60, 4, 300, 52)]
-        for index, (batch, tokens, verified, seq_len, prompt_tokens) in enumerate(steps):
-            if index == 3:  # a second engine start appends its header again
-                writer.writerow(["entered_seconds", "batch", "tokens", "verified_drafts", "seq_len", "decode_only",
-                                 "period_seconds"])
+        for batch, tokens, verified, seq_len, prompt_tokens in steps:
             period = 0.03 + 0.001 * (tokens - prompt_tokens) + 1e-6 * batch * seq_len + 0.0002 * prompt_tokens
             writer.writerow([entered, batch, tokens, verified, seq_len, int(not prompt_tokens),
                              period if not prompt_tokens else ""])  # steps with a prefill: no period logged
