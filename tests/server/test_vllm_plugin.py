@@ -1,8 +1,18 @@
-"""The two vLLM patches of the general plugin, on stand-in classes (the engine tests drive the real ones)."""
+"""The general plugin's vLLM patches: the scheduler hooks on stand-in classes (the engine tests drive
+the real ones), the CPU expand kernel on tensors and inside vLLM's rejection sampler."""
 
 from types import SimpleNamespace
 
-from server.vllm_plugin import SKIP_DRAFTER_FIELD, _patch_engine_core_post_step, _patch_model_runner
+import pytest
+import torch
+
+from server.vllm_plugin import (
+    SKIP_DRAFTER_FIELD,
+    _fix_cpu_expand_kernel,
+    _patch_engine_core_post_step,
+    _patch_model_runner,
+    expand_batch_to_tokens_kernel,
+)
 
 
 def test_post_step_takes_drafts_only_when_the_scheduler_expects_some():
@@ -36,3 +46,27 @@ def test_model_runner_skips_the_drafter_when_the_scheduler_output_says_so():
     assert runner.execute_model(SimpleNamespace()) is True  # vLLM's scheduler sets no field
     assert runner.execute_model(SimpleNamespace(**{SKIP_DRAFTER_FIELD: False})) is True
     assert runner.execute_model(SimpleNamespace(**{SKIP_DRAFTER_FIELD: True})) is False
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int32, torch.int64])
+def test_expand_kernel_repeats_each_requests_value_over_its_tokens(dtype):
+    values = torch.tensor([0, 7, 3], dtype=dtype)  # 0 is replaced by 1
+    cu_num_tokens = torch.tensor([2, 2, 5], dtype=torch.int32)  # the second request has no drafts
+    output = torch.full((5,), -9, dtype=dtype)
+    expand_batch_to_tokens_kernel(output, values, cu_num_tokens, 0, 1)
+    assert output.tolist() == [1, 1, 3, 3, 3]
+
+
+def test_vllm_rejection_sampler_expands_float_temperatures_on_cpu():
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        pytest.skip("the fallback kernels are registered only on vLLM's CPU platform")
+    from vllm.v1.sample.rejection_sampler import expand_batch_to_tokens
+
+    _fix_cpu_expand_kernel()
+    current_platform.register_triton_kernel_overrides()  # what each worker does after the plugins
+    temperatures = torch.tensor([0.7, 0.0, 1.3])  # 0.0 = greedy, which the sampler expands as 1
+    expanded = expand_batch_to_tokens(temperatures, torch.tensor([1, 3, 4], dtype=torch.int32), 4,
+                                      replace_from=0, replace_to=1)
+    assert expanded.tolist() == pytest.approx([0.7, 1.0, 1.0, 1.3])
