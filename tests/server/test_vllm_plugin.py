@@ -1,17 +1,21 @@
 """The general plugin's vLLM patches: the scheduler hooks on stand-in classes (the engine tests drive
-the real ones), the CPU expand kernel on tensors and inside vLLM's rejection sampler."""
+the real ones), the CPU sampling fixes on tensors, stand-ins and inside vLLM's rejection sampler."""
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from server.vllm_cpu_fixes import (
+    expand_batch_to_tokens_kernel,
+    fix_expand_kernel,
+    restore_discarded_samples_generators,
+)
 from server.vllm_plugin import (
     SKIP_DRAFTER_FIELD,
-    _fix_cpu_expand_kernel,
     _patch_engine_core_post_step,
     _patch_model_runner,
-    expand_batch_to_tokens_kernel,
 )
 
 
@@ -64,9 +68,37 @@ def test_vllm_rejection_sampler_expands_float_temperatures_on_cpu():
         pytest.skip("the fallback kernels are registered only on vLLM's CPU platform")
     from vllm.v1.sample.rejection_sampler import expand_batch_to_tokens
 
-    _fix_cpu_expand_kernel()
+    fix_expand_kernel()
     current_platform.register_triton_kernel_overrides()  # what each worker does after the plugins
     temperatures = torch.tensor([0.7, 0.0, 1.3])  # 0.0 = greedy, which the sampler expands as 1
     expanded = expand_batch_to_tokens(temperatures, torch.tensor([1, 3, 4], dtype=torch.int32), 4,
                                       replace_from=0, replace_to=1)
     assert expanded.tolist() == pytest.approx([0.7, 1.0, 1.0, 1.3])
+
+
+def test_a_discarded_samples_generator_is_restored_instead_of_rewound_by_offset():
+    class Runner:
+        def __init__(self):
+            generators = {0: torch.Generator().manual_seed(1), 1: torch.Generator().manual_seed(2)}
+            self.input_batch = SimpleNamespace(generators=generators, num_reqs=2)
+            self.discard_request_mask = SimpleNamespace(np=np.array([True, False]))  # request 0 mid-prefill
+
+        def _sample(self):
+            return {i: torch.rand(1, generator=g).item() for i, g in self.input_batch.generators.items()}
+
+        def _bookkeeping_sync(self):
+            for i in np.nonzero(self.discard_request_mask.np)[0]:
+                generator = self.input_batch.generators.get(int(i))
+                if generator is not None:
+                    generator.set_offset(generator.get_offset() - 4)  # vLLM's rewind: raises on CPU
+
+    restore_discarded_samples_generators(Runner)
+    restore_discarded_samples_generators(Runner)  # idempotent: vLLM calls register() per process
+    runner = Runner()
+    first = runner._sample()
+    runner._bookkeeping_sync()
+    runner.discard_request_mask.np[:] = False
+    second = runner._sample()
+    assert second[0] == first[0]  # the discarded draw left no trace
+    assert second[1] != first[1]
+    assert sorted(runner.input_batch.generators) == [0, 1]
