@@ -1,5 +1,6 @@
-"""The general plugin's vLLM patches: the scheduler hooks on stand-in classes (the engine tests drive
-the real ones), the CPU sampling fixes on tensors, stand-ins and inside vLLM's rejection sampler."""
+"""The general plugin's vLLM patches: the scheduler hooks and the CPU sampling fixes on tensors and
+stand-in classes (the engine tests drive the real ones; test_vllm_cpu_kernels runs them inside
+vLLM's rejection sampler)."""
 
 from types import SimpleNamespace
 
@@ -9,9 +10,7 @@ import torch
 
 from server.vllm_cpu_fixes import (
     expand_batch_to_tokens_kernel,
-    fix_expand_kernel,
     restore_discarded_samples_generators,
-    sample_recovered_tokens_of_drafting_rows,
 )
 from server.vllm_plugin import (
     SKIP_DRAFTER_FIELD,
@@ -60,48 +59,6 @@ def test_expand_kernel_repeats_each_requests_value_over_its_tokens(dtype):
     output = torch.full((5,), -9, dtype=dtype)
     expand_batch_to_tokens_kernel(output, values, cu_num_tokens, 0, 1)
     assert output.tolist() == [1, 1, 3, 3, 3]
-
-
-@pytest.fixture
-def cpu_kernels():
-    """vLLM's CPU fallback kernels registered in this process, as each worker does after the plugins."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        pytest.skip("the fallback kernels are registered only on vLLM's CPU platform")
-    fix_expand_kernel()
-    current_platform.register_triton_kernel_overrides()
-
-
-def test_vllm_rejection_sampler_expands_float_temperatures_on_cpu(cpu_kernels):
-    from vllm.v1.sample.rejection_sampler import expand_batch_to_tokens
-
-    temperatures = torch.tensor([0.7, 0.0, 1.3])  # 0.0 = greedy, which the sampler expands as 1
-    expanded = expand_batch_to_tokens(temperatures, torch.tensor([1, 3, 4], dtype=torch.int32), 4,
-                                      replace_from=0, replace_to=1)
-    assert expanded.tolist() == pytest.approx([0.7, 1.0, 1.0, 1.3])
-
-
-def test_recovered_tokens_drawn_for_drafting_rows_only_match_vllms(cpu_kernels):
-    from vllm.v1.sample import rejection_sampler
-
-    vllm_sample_recovered_tokens = rejection_sampler.sample_recovered_tokens
-    assert vllm_sample_recovered_tokens is not sample_recovered_tokens_of_drafting_rows
-    num_draft_tokens = [2, 0, 3, 0]  # [batch]
-    cu_num_draft_tokens = torch.tensor(np.cumsum(num_draft_tokens), dtype=torch.int32)
-    target_probs = torch.rand(5, 64).softmax(-1)  # [num_tokens, vocab]
-    draft_token_ids = torch.tensor([3, 9, 1, 4, 60], dtype=torch.int32)  # [num_tokens]
-
-    def recovered(sample):  # every drafting row seeded: the draws that decide must be the same
-        generators = {0: torch.Generator().manual_seed(5), 2: torch.Generator().manual_seed(6)}
-        return sample(max(num_draft_tokens), num_draft_tokens, cu_num_draft_tokens, draft_token_ids, None,
-                      target_probs, SimpleNamespace(generators=generators), torch.device("cpu")).tolist()
-
-    assert recovered(sample_recovered_tokens_of_drafting_rows) == recovered(vllm_sample_recovered_tokens)
-    nobody_drafts = sample_recovered_tokens_of_drafting_rows(
-        0, [0, 0], torch.tensor([0, 0], dtype=torch.int32), torch.empty(0, dtype=torch.int32), None,
-        torch.empty(0, 64), SimpleNamespace(generators={}), torch.device("cpu"))
-    assert nobody_drafts.numel() == 0
 
 
 def test_a_discarded_samples_generator_is_restored_instead_of_rewound_by_offset():
