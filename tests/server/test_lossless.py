@@ -6,16 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from openai import OpenAI
-from prometheus_client.parser import text_string_to_metric_families
 
+from loadtests.metrics_scrape import MetricsSnapshot, parse_metrics, spec_decode_delta
 from loadtests.servers import running_gateway
 from tests.server.prompts import ALL, COPY_HEAVY
 
 pytestmark = pytest.mark.engine
 MAX_TOKENS = 64
 POLICIES = ["fixed:4", "fixed:1", "table:[[1,1,4],[2,64,2]]", "off", "adaptive"]
-
-
 SAMPLED = {"temperature": 0.7, "top_p": 0.9}
 
 
@@ -29,11 +27,8 @@ def greedy_outputs(client: OpenAI, model: str) -> list[str]:
     return [complete(client, model, prompt, temperature=0) for prompt in ALL]
 
 
-def spec_decode_counts(gateway) -> tuple[float, float]:
-    """(draft tokens, accepted tokens) so far, from vLLM's counters on the gateway's /metrics."""
-    samples = {s.name: s.value for family in text_string_to_metric_families(httpx.get(f"{gateway.root_url}/metrics").text)
-               for s in family.samples}
-    return samples["vllm:spec_decode_num_draft_tokens_total"], samples["vllm:spec_decode_num_accepted_tokens_total"]
+def metrics(gateway) -> MetricsSnapshot:
+    return parse_metrics(httpx.get(f"{gateway.root_url}/metrics").text)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +73,12 @@ def test_sampled_requests_accept_copied_drafts(client, model_id, sd_gateway):
     # is likely under the model, so a good share is accepted. The uninitialised temperature gave ~1 %.
     httpx.put(f"{sd_gateway.base_url}/speculative", json={"policy": "fixed:4"}).raise_for_status()
     try:
-        drafted_before, accepted_before = spec_decode_counts(sd_gateway)
+        before = metrics(sd_gateway)
         for prompt in COPY_HEAVY:
             complete(client, model_id, prompt, **SAMPLED)
-        drafted_after, accepted_after = spec_decode_counts(sd_gateway)
+        delta = spec_decode_delta(before, metrics(sd_gateway))
     finally:
         httpx.put(f"{sd_gateway.base_url}/speculative", json={"policy": "adaptive"}).raise_for_status()
-    drafted, accepted = drafted_after - drafted_before, accepted_after - accepted_before
+    drafted, accepted = delta.num_draft_tokens, delta.num_accepted_tokens
     assert drafted > 0
     assert accepted / drafted > 0.2, f"sampled requests accepted {accepted:.0f} of {drafted:.0f} drafts"
