@@ -47,8 +47,8 @@ def restore_discarded_samples_generators(runner_class) -> None:
     sample, bookkeeping_sync = runner_class._sample, runner_class._bookkeeping_sync
 
     def sample_saving_generators(self, *args, **kwargs):
-        generators = self.input_batch.generators
-        discarded = np.nonzero(self.discard_request_mask.np[: self.input_batch.num_reqs])[0]
+        generators = self.input_batch.generators  # seeded requests only: usually empty
+        discarded = np.nonzero(self.discard_request_mask.np[: self.input_batch.num_reqs])[0] if generators else ()
         self._specgate_saved_generator_states = {
             int(i): generators[int(i)].get_state() for i in discarded if int(i) in generators}
         return sample(self, *args, **kwargs)
@@ -82,10 +82,9 @@ def sample_recovered_tokens_of_drafting_rows(max_spec_len, num_draft_tokens, cu_
     drafting = [i for i, n in enumerate(num_draft_tokens) if n > 0]
     if drafting:
         q = torch.empty((len(drafting), vocab_size), dtype=q_dtype, device=device).exponential_()
-        for row, i in enumerate(drafting):
-            generator = sampling_metadata.generators.get(i)
-            if generator is not None:
-                q[row].exponential_(generator=generator)
+        for i, generator in sampling_metadata.generators.items():  # seeded requests only: usually none
+            if num_draft_tokens[i] > 0:
+                q[drafting.index(i)].exponential_(generator=generator)
         inv_q[drafting] = q.reciprocal()
     recovered_token_ids = torch.empty_like(draft_token_ids)
     rejection_sampler._sample_recovered_tokens(

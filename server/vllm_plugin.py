@@ -22,8 +22,6 @@ The scheduler itself is chosen with `--scheduler-cls server.scheduler.SpecgateSc
 
 import json
 
-from server.vllm_cpu_fixes import apply_cpu_sampling_fixes
-
 SCHEDULER_QUALNAME = "server.scheduler.SpecgateScheduler"
 CONTROL_METHOD = "specgate_control"
 SKIP_DRAFTER_FIELD = "specgate_skip_drafter"
@@ -81,4 +79,6 @@ def register() -> None:
     _patch_engine_core_post_step(EngineCore)
     _patch_model_runner(GPUModelRunner)
     if current_platform.is_cpu():
+        from server.vllm_cpu_fixes import apply_cpu_sampling_fixes
+
         apply_cpu_sampling_fixes(GPUModelRunner)
