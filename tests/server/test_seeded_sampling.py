@@ -13,6 +13,7 @@ from openai import OpenAI
 from loadtests.servers import running_gateway
 
 pytestmark = pytest.mark.engine
+MODEL = "SmolLM2-135M-Instruct"
 STEP_TOKEN_BUDGET = 64  # tokens per engine step: every prompt below takes several steps to prefill
 PARAGRAPH = (
     "The Amazon rainforest covers much of the Amazon basin of South America. This basin encompasses "
@@ -34,7 +35,7 @@ def chunking_gateway(embedded_model_path, tmp_path_factory):
 
 def summarise(client: OpenAI, text: str, seed: int) -> str:
     return client.chat.completions.create(
-        model=client.models.list().data[0].id, messages=[{"role": "user", "content": f"Summarise: {text}"}],
+        model=MODEL, messages=[{"role": "user", "content": f"Summarise: {text}"}],
         max_tokens=32, temperature=0.7, seed=seed,
     ).choices[0].message.content
 
