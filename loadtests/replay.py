@@ -1,4 +1,4 @@
-"""Offline replay of γ policies on recorded greedy outputs: noise-free A/B of the controller.
+"""Offline replay of γ policies on recorded outputs: noise-free A/B of the controller.
 
 On this machine the same policy run twice differs by up to ~10 %, more than the differences
 between good γ policies. For greedy decoding with the ngram drafter everything but the step
@@ -11,7 +11,15 @@ prefilled prompt tokens, fitted to the engine's own step log (`SPECGATE_STEP_LOG
 `GammaController` makes the decisions, with the same inputs the scheduler gives it. Mode
 `oracle` verifies exactly the drafts that will be accepted: the ceiling of any per-request γ.
 
+Sampled traces (the `-t07` workloads) replay exactly in distribution. An ngram draft has no
+probabilities (q is one-hot), so rejection sampling keeps draft x with probability
+min(1, p(x)/q(x)) = p(x): the chance that the recorded sample at that position is x, and a
+rejected position emits a token distributed as the recorded one given that it is not x. One
+recorded output is one draw of the live process, and every policy replays the same draw
+(common random numbers), where live runs of different policies follow different samples.
+
     specgate loadtest replay traces --workload humaneval --count 128 --out humaneval.jsonl.gz
+    specgate loadtest replay traces --workload humaneval-t07 --count 128 --out humaneval-t07.jsonl.gz
     specgate loadtest replay fit steps.csv              # prints the step-time line
     specgate loadtest replay run humaneval.jsonl.gz --step-log steps.csv \
         --modes off,fixed:4,adaptive,adaptive@request_rate=0.1,oracle
@@ -216,7 +224,8 @@ def make_controller(model_dir: Path, hardware: str, policy: str, gamma_max: int 
 
 
 def collect_traces(workload_name: str, count: int, out: Path, max_tokens: int = 128) -> None:
-    """Greedy outputs of the first `count` requests of a workload, from vLLM in-process."""
+    """Outputs of the first `count` requests of a workload, sampled as the workload samples
+    them (greedy, or `-t07`: temperature 0.7 with the request's seed), from vLLM in-process."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     from vllm import LLM, SamplingParams
 
@@ -226,7 +235,8 @@ def collect_traces(workload_name: str, count: int, out: Path, max_tokens: int = 
     templates = load_workload(workload_name, max_tokens=max_tokens).requests
     templates = [templates[i % len(templates)] for i in range(count)]
     llm = LLM(str(prepare_embedded_model().path), enforce_eager=True, enable_prefix_caching=False)
-    params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    params = [SamplingParams(temperature=t.body.get("temperature", 0.0), seed=t.body.get("seed"), max_tokens=max_tokens)
+              for t in templates]
     if all(t.endpoint == "chat" for t in templates):
         outputs = llm.chat([t.body["messages"] for t in templates], params)
     else:
@@ -252,9 +262,9 @@ def add_replay_commands(parser: argparse.ArgumentParser) -> None:
     """`traces`, `fit` and `run`, each setting `handler`: for `python -m loadtests.replay` and for
     `specgate loadtest replay`."""
     sub = parser.add_subparsers(dest="replay_command", required=True)
-    traces = sub.add_parser("traces", help="record greedy outputs of a workload")
+    traces = sub.add_parser("traces", help="record a workload's outputs (greedy; sampled for the -t07 variants)")
     traces.add_argument("--workload", required=True)
-    traces.add_argument("--count", type=int, default=132)
+    traces.add_argument("--count", type=int, default=128)
     traces.add_argument("--out", type=Path, required=True)
     traces.set_defaults(handler=lambda args: collect_traces(args.workload, args.count, args.out) or 0)
     fit = sub.add_parser("fit", help="fit the step-time line to a SPECGATE_STEP_LOG file")

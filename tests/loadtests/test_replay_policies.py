@@ -1,6 +1,7 @@
 """The controller's targets on real prompts, without machine noise: the committed recorded
-outputs (MT-Bench, HumanEval, SQuAD summaries) replayed through the real controller, priced
-by the step-time line fitted to this CPU's step log (see loadtests/replay.py)."""
+outputs (MT-Bench, HumanEval, SQuAD summaries; greedy and sampled at temperature 0.7) replayed
+through the real controller, priced by the step-time line fitted to this CPU's step log for
+that kind of traffic (see loadtests/replay.py)."""
 
 from pathlib import Path
 
@@ -14,16 +15,17 @@ RESULTS = Path(__file__).resolve().parents[2] / "loadtests" / "results" / "repla
 FIXED = ("off", "fixed:1", "fixed:2", "fixed:4", "fixed:8")
 
 
-@pytest.fixture(scope="module")
-def points():
+@pytest.fixture(scope="module", params=["", "-t07"], ids=["greedy", "sampled"])
+def points(request):
+    """(workload, concurrency) → tokens/s by mode; `-t07`: the sampled traces and step log."""
     model_dir = default_model_dir()
     if not (model_dir / "config.json").is_file():
         pytest.skip("embedded model not prepared")
-    step_time = fit_step_time(RESULTS / "steps.csv.gz")
+    step_time = fit_step_time(RESULTS / f"steps{request.param}.csv.gz")
     measured = {}
     for workload in ("mtbench", "humaneval", "squad"):
-        levels = replay_workload(load_traces(RESULTS / f"{workload}.jsonl.gz"), (*FIXED, DEFAULT_TABLE, "adaptive"),
-                                 step_time, ReplayPlan(), model_dir)
+        traces = load_traces(RESULTS / f"{workload}{request.param}.jsonl.gz")
+        levels = replay_workload(traces, (*FIXED, DEFAULT_TABLE, "adaptive"), step_time, ReplayPlan(), model_dir)
         measured.update({(workload, c): point for c, point in levels.items()})
     return measured
 
