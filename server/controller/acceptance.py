@@ -10,11 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import mul
+from typing import NamedTuple
 
 
 def survival_of(p: list[float]) -> list[float]:
     """Π_{j≤k} p_j for k = 1..len(p): the chance draft k is reached and kept."""
     return list(accumulate(p, mul))
+
+
+class DraftTable(NamedTuple):
+    """A request's survival laid out for the per-step rule, which runs for every request every
+    step: survival decreases in k, so `bisect_left(negated, -t)` counts the leading drafts whose
+    survival exceeds t, and `expected[k]` is what the first k drafts add in expectation."""
+
+    negated: list[float]  # -Π_{j≤k} p_j, ascending
+    expected: list[float]  # expected[k] = Σ_{i≤k} Π_{j≤i} p_j, expected[0] = 0
+
+
+def draft_table(p: list[float]) -> DraftTable:
+    survival = survival_of(p)
+    return DraftTable([-s for s in survival], [0.0, *accumulate(survival)])
 
 
 @dataclass(slots=True)
@@ -25,7 +40,7 @@ class AcceptanceEstimates:
     request_rate: float = 0.25  # per request: a request's own text changes fast
     global_p: list[float] = field(default_factory=list)
     by_request: dict[str, list[float]] = field(default_factory=dict)
-    survive_by_request: dict[str, list[float]] = field(default_factory=dict)
+    tables_by_request: dict[str, DraftTable] = field(default_factory=dict)
     draft_tokens: int = 0
     accepted_tokens: int = 0
 
@@ -63,15 +78,16 @@ class AcceptanceEstimates:
             self._refresh_survival(request_id, p)
 
     def _refresh_survival(self, request_id: str, p: list[float]) -> None:
-        self.survive_by_request[request_id] = survival_of(p)
+        self.tables_by_request[request_id] = draft_table(p)
 
     def survival(self, request_id: str) -> list[float] | None:
         """Π_{j≤k} p_j for k = 1..γ_max (decreasing), or None for an unseen request."""
-        return self.survive_by_request.get(request_id)
+        table = self.tables_by_request.get(request_id)
+        return None if table is None else [-s for s in table.negated]
 
     def forget(self, request_id: str) -> None:
         self.by_request.pop(request_id, None)
-        self.survive_by_request.pop(request_id, None)
+        self.tables_by_request.pop(request_id, None)
 
     def mean_acceptance(self) -> float:
         """Per draft token, as vLLM reports it: accepted / drafted, over the estimates' weights."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from roofline import HardwareSpec, ModelSpec
 from roofline.planner import GammaPlanner
-from server.controller.acceptance import AcceptanceEstimates, survival_of
+from server.controller.acceptance import AcceptanceEstimates, draft_table, survival_of
 from server.controller.policy import GammaPolicy
 from server.controller.step_cost import StepCostModel
 
@@ -132,14 +134,14 @@ class GammaController:
 
     def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], list[float], list[float]]:
         """(cost ratio, global survival, predicted speedup) by γ for this batch."""
-        seq_len = sum(context for _, context in requests) // len(requests)
+        seq_len = sum(map(itemgetter(1), requests)) // len(requests)
         ratios = self.costs.cost_ratios(len(requests), seq_len)
         survival = survival_of(self.acceptance.global_p)
         return ratios, survival, speedup_curve(ratios, survival)
 
     def _plan_adaptive(self, requests: list[tuple[str, int]]) -> StepPlan:
         gamma_max, batch = self.config.gamma_max, len(requests)
-        ratios, global_survival, curve = self._priced(requests)
+        ratios, _, curve = self._priced(requests)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held
@@ -149,19 +151,17 @@ class GammaController:
         next_gamma = min(gamma + 1, gamma_max)
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
-        gamma_by_request, most, drafts, expected = {}, 0, 0, 0.0
+        table_of, global_table = self.acceptance.tables_by_request.get, draft_table(self.acceptance.global_p)
+        below = -threshold
+        gamma_by_request, expected = {}, 0.0
         for request_id, _ in requests:
-            survival = self.acceptance.survival(request_id) or global_survival
-            worth = 0
-            while worth < gamma_max and survival[worth] > threshold:  # survival decreases in k
-                expected += survival[worth]
-                worth += 1
-            gamma_by_request[request_id] = worth
-            drafts += worth
-            most = max(most, worth)
+            negated, expected_by_drafts = table_of(request_id, global_table)
+            worth = gamma_by_request[request_id] = bisect_left(negated, below)  # drafts with survival > threshold
+            expected += expected_by_drafts[worth]
+        most = max(gamma_by_request.values())
         # Predicted speedup of this allocation: tokens per request over the step's cost ratio,
         # interpolated at the mean number of drafts per request.
-        mean_drafts = drafts / batch
+        mean_drafts = sum(gamma_by_request.values()) / batch
         low = int(mean_drafts)
         ratio = ratios[low] if low == gamma_max else ratios[low] + (mean_drafts - low) * (ratios[low + 1] - ratios[low])
         speedup = (1.0 + expected / batch) / ratio

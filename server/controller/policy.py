@@ -22,7 +22,7 @@ class GammaPolicy:
                 raise ValueError(f"bad table row {[lo, hi, gamma]}: need 1 ≤ lo ≤ hi and K ≥ 0")
 
     @classmethod
-    def parse(cls, text: str) -> "GammaPolicy":
+    def parse(cls, text: str) -> GammaPolicy:
         text = text.strip()
         if text in ("adaptive", "off"):
             return cls(text)

@@ -1,11 +1,13 @@
 """The γ controller's decision logic on synthetic inputs (no engine)."""
 
+from bisect import bisect_left
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roofline import load_hardware, load_model
-from server.controller.acceptance import AcceptanceEstimates
+from server.controller.acceptance import AcceptanceEstimates, draft_table, survival_of
 from server.controller.controller import ControllerConfig, GammaController
 from server.controller.policy import GammaPolicy
 
@@ -139,6 +141,15 @@ def test_verified_drafts_update_positions_up_to_the_first_rejection():
     estimates.observe_verified("r", drafted=4, accepted=2)
     assert estimates.by_request["r"] == [0.75, 0.75, 0.25, 0.5]  # position 4 untried
     assert estimates.survival("r") == pytest.approx([0.75, 0.5625, 0.140625, 0.0703125])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8), st.floats(0.0, 1.0))
+def test_draft_table_counts_the_leading_drafts_above_a_threshold(p, threshold):
+    table, survival = draft_table(p), survival_of(p)
+    worth = bisect_left(table.negated, -threshold)
+    assert worth == next((k for k, s in enumerate(survival) if s <= threshold), len(p))
+    assert table.expected[worth] == pytest.approx(sum(survival[:worth]))
 
 
 def test_shadow_observations_move_only_their_position():
