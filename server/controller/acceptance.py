@@ -66,7 +66,7 @@ class AcceptanceEstimates:
             self._observe_position(p, position, position < accepted)
         self.draft_tokens += drafted
         self.accepted_tokens += accepted
-        self._refresh_survival(request_id, p)
+        self._refresh_table(request_id, p)
 
     def observe_shadow(self, request_id: str, position: int, matched: bool) -> None:
         """A proposed-but-not-verified draft at `position` (0-based) vs the token generated there.
@@ -75,9 +75,9 @@ class AcceptanceEstimates:
         if position < self.gamma_max:
             p = self._request(request_id)
             self._observe_position(p, position, matched)
-            self._refresh_survival(request_id, p)
+            self._refresh_table(request_id, p)
 
-    def _refresh_survival(self, request_id: str, p: list[float]) -> None:
+    def _refresh_table(self, request_id: str, p: list[float]) -> None:
         self.tables_by_request[request_id] = draft_table(p)
 
     def survival(self, request_id: str) -> list[float] | None:

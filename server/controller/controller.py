@@ -19,7 +19,7 @@ from operator import itemgetter
 
 from roofline import HardwareSpec, ModelSpec
 from roofline.planner import GammaPlanner
-from server.controller.acceptance import AcceptanceEstimates, draft_table, survival_of
+from server.controller.acceptance import AcceptanceEstimates, DraftTable, draft_table
 from server.controller.policy import GammaPolicy
 from server.controller.step_cost import StepCostModel
 
@@ -67,13 +67,9 @@ class StepPlan:
     explored: bool = False
 
 
-def speedup_curve(ratios: list[float], survival: list[float]) -> list[float]:
+def speedup_curve(ratios: list[float], table: DraftTable) -> list[float]:
     """S(γ) = E(γ) / ratio(γ), E(γ) = 1 + Σ_{k≤γ} Π_{j≤k} p_j (Leviathan et al. 2023, Eq. 1 per position)."""
-    curve, expected = [1.0], 1.0
-    for gamma in range(1, len(ratios)):
-        expected += survival[gamma - 1]
-        curve.append(expected / ratios[gamma])
-    return curve
+    return [(1.0 + expected) / ratio for expected, ratio in zip(table.expected, ratios)]
 
 
 @dataclass(slots=True)
@@ -132,16 +128,16 @@ class GammaController:
         self.last_gamma, self.last_predicted_speedup = plan.gamma, plan.predicted_speedup
         return plan
 
-    def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], list[float], list[float]]:
-        """(cost ratio, global survival, predicted speedup) by γ for this batch."""
+    def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], DraftTable, list[float]]:
+        """(cost ratio by γ, the global estimates' draft table, predicted speedup by γ) for this batch."""
         seq_len = sum(map(itemgetter(1), requests)) // len(requests)
         ratios = self.costs.cost_ratios(len(requests), seq_len)
-        survival = survival_of(self.acceptance.global_p)
-        return ratios, survival, speedup_curve(ratios, survival)
+        table = draft_table(self.acceptance.global_p)
+        return ratios, table, speedup_curve(ratios, table)
 
     def _plan_adaptive(self, requests: list[tuple[str, int]]) -> StepPlan:
         gamma_max, batch = self.config.gamma_max, len(requests)
-        ratios, _, curve = self._priced(requests)
+        ratios, global_table, curve = self._priced(requests)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held
@@ -151,7 +147,7 @@ class GammaController:
         next_gamma = min(gamma + 1, gamma_max)
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
-        table_of, global_table = self.acceptance.tables_by_request.get, draft_table(self.acceptance.global_p)
+        table_of = self.acceptance.tables_by_request.get
         below = -threshold
         gamma_by_request, expected = {}, 0.0
         for request_id, _ in requests:
