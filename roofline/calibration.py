@@ -84,38 +84,75 @@ def fit_step_model(samples: Iterable[tuple[float, float, float]]) -> StepModelFi
     a (t0, scale) fit cannot express: without it, verification looks free on such engines.
     t0 ≥ 0, t_token ≥ 0 and scale ≥ MIN_SCALE; solved exactly by trying every set of
     parameters at their bounds (eight 3-parameter least-squares problems).
+
+    The controller refits in the scheduler's loop, so the samples are read once, into the
+    normal equations' sums; each candidate and its squared error then costs O(1).
     """
-    rows = [
-        ((1.0, float(t), float(p)), float(m))
-        for t, p, m in samples
-        if all(math.isfinite(v) and v >= 0.0 for v in (t, p, m))
-    ]
-    if not rows:
+    moments = _Moments.of(samples)
+    if moments.count == 0:
         return StepModelFit(0.0, 0.0, 1.0)
     lower = (0.0, 0.0, MIN_SCALE)
-    best, best_error = None, math.inf
+    # Errors come from Σm² − 2θ·Xᵀm + θᵀXᵀXθ: differences below the rounding of Σm² are ties.
+    tie = 1e-12 * moments.measured_squared
+    best, best_error = None, 0.0
     for free in _FREE_PARAMETER_SETS:
-        params = _bounded_solution(rows, free, lower)
+        params = _bounded_solution(moments, free, lower)
         if params is None:
             continue
-        error = sum((m - sum(p * x for p, x in zip(params, xs))) ** 2 for xs, m in rows)
-        if error < best_error * (1 - 1e-9) - 1e-30:
+        error = moments.squared_error(params)
+        if best is None or error < best_error - max(1e-9 * abs(best_error), tie):
             best, best_error = params, error
     if best is None:
         return StepModelFit(0.0, 0.0, 1.0)
     return StepModelFit(*best)
 
 
+@dataclass(frozen=True, slots=True)
+class _Moments:
+    """Sums over the samples for x = (1, tokens, predicted) and y = measured: XᵀX, Xᵀy, yᵀy."""
+
+    count: int
+    gram: tuple[tuple[float, float, float], ...]
+    moment: tuple[float, float, float]
+    measured_squared: float
+
+    @classmethod
+    def of(cls, samples: Iterable[tuple[float, float, float]]) -> _Moments:
+        n = st = sp = stt = stp = spp = sm = stm = spm = smm = 0.0
+        for t, p, m in samples:
+            t, p, m = float(t), float(p), float(m)
+            if not all(math.isfinite(v) and v >= 0.0 for v in (t, p, m)):
+                continue
+            n += 1.0
+            st += t
+            sp += p
+            stt += t * t
+            stp += t * p
+            spp += p * p
+            sm += m
+            stm += t * m
+            spm += p * m
+            smm += m * m
+        return cls(int(n), ((n, st, sp), (st, stt, stp), (sp, stp, spp)), (sm, stm, spm), smm)
+
+    def squared_error(self, params: tuple[float, float, float]) -> float:
+        """Σ (y − x·θ)² = yᵀy − 2 θ·Xᵀy + θᵀ XᵀX θ."""
+        gram = self.gram
+        quadratic = sum(params[i] * gram[i][j] * params[j] for i in range(3) for j in range(3))
+        return self.measured_squared - 2.0 * sum(p * b for p, b in zip(params, self.moment)) + quadratic
+
+
 def _bounded_solution(
-    rows: list[tuple[tuple[float, float, float], float]], free: tuple[int, ...], lower: tuple[float, ...]
+    moments: _Moments, free: tuple[int, ...], lower: tuple[float, ...]
 ) -> tuple[float, float, float] | None:
     """Least squares over the ``free`` parameters, the others held at their lower bounds;
     None if singular or out of bounds."""
     params = list(lower)
     if free:
-        targets = [m - sum(lower[j] * xs[j] for j in range(3) if j not in free) for xs, m in rows]
-        gram = [[sum(xs[i] * xs[j] for xs, _ in rows) for j in free] for i in free]
-        moment = [sum(xs[i] * y for (xs, _), y in zip(rows, targets)) for i in free]
+        held = [j for j in range(3) if j not in free]
+        gram = [[moments.gram[i][j] for j in free] for i in free]
+        # Xᵀ(y − X_held · lower_held) restricted to the free rows
+        moment = [moments.moment[i] - sum(lower[j] * moments.gram[i][j] for j in held) for i in free]
         solution = _solve(gram, moment)
         if solution is None:
             return None

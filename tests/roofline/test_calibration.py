@@ -119,3 +119,21 @@ def test_step_model_is_always_finite_and_feasible(samples):
     assert all(math.isfinite(v) for v in (fitted.overhead_seconds, fitted.per_token_seconds, fitted.scale))
     assert fitted.overhead_seconds >= 0.0 and fitted.per_token_seconds >= 0.0 and fitted.scale > 0.0
     assert fit_step_model([]) == StepModelFit(0.0, 0.0, 1.0)
+
+
+def _squared_error(samples, fit: StepModelFit) -> float:
+    return sum((m - fit.overhead_seconds - fit.per_token_seconds * t - fit.scale * p) ** 2 for t, p, m in samples)
+
+
+step_samples = st.lists(st.tuples(st.integers(1, 4096), st.floats(1e-4, 1.0), st.floats(1e-4, 1.0)),
+                        min_size=1, max_size=40)
+
+
+@given(step_samples)
+def test_step_model_fits_at_least_as_well_as_the_two_parameter_fit(samples):
+    """The three-parameter fit (solved from the samples' sums, not the samples) contains the
+    two-parameter one (t_token = 0), so its squared error, computed directly, is no larger."""
+    fitted = fit_step_model(samples)
+    overhead, scale = fit_overhead_and_scale([(p, m) for _, p, m in samples])
+    two_parameter = _squared_error(samples, StepModelFit(overhead, 0.0, scale))
+    assert _squared_error(samples, fitted) <= two_parameter * (1 + 1e-6) + 1e-12
