@@ -68,6 +68,16 @@ class PrometheusSink:
                                  [*labels, "policy"], multiprocess_mode="mostrecent")
         self._policy: str | None = None
         self._gamma_max = gamma_max
+        # The children for this model, looked up once: `labels()` costs a few µs per call, and
+        # the sink records several series every step inside vLLM's scheduler loop.
+        label = self._label
+        self._gamma_chosen, self._batch_size, self._predicted_speedup, self._decision_seconds = (
+            metric.labels(**label) for metric in (self.gamma_chosen, self.batch_size, self.predicted_speedup,
+                                                  self.decision_seconds))
+        self._accepted_tokens, self._observed_step, self._predicted_step, self._predicted_goodput, self._acceptance = (
+            metric.labels(**label) for metric in (self.accepted_tokens, self.observed_step, self.predicted_step,
+                                                  self.predicted_goodput, self.acceptance_rate))
+        self._acceptance_at: list = []  # by position, grown as positions appear
 
     def record_policy(self, policy: str) -> None:
         if policy == self._policy:
@@ -78,30 +88,31 @@ class PrometheusSink:
         self._policy = policy
 
     def record_step(self, stats: StepStats) -> None:
-        label = self._label
-        self.gamma_chosen.labels(**label).observe(stats.gamma)
+        self._gamma_chosen.observe(stats.gamma)
         if stats.batch_size:  # prefill-only steps have no decoding batch
-            self.batch_size.labels(**label).observe(stats.batch_size)
-        self.predicted_speedup.labels(**label).set(stats.predicted_speedup)
-        self.decision_seconds.labels(**label).observe(stats.decision_seconds)
+            self._batch_size.observe(stats.batch_size)
+        self._predicted_speedup.set(stats.predicted_speedup)
+        self._decision_seconds.observe(stats.decision_seconds)
         if stats.accepted_tokens is not None:
-            self.accepted_tokens.labels(**label).observe(stats.accepted_tokens)
+            self._accepted_tokens.observe(stats.accepted_tokens)
 
     def record_step_seconds(self, predicted: float | None, observed: float,
                             predicted_goodput_tokens_per_second: float | None = None) -> None:
         """A decode-only step's measured time (engine loop period) and the controller's prediction."""
-        label = self._label
-        self.observed_step.labels(**label).observe(observed)
+        self._observed_step.observe(observed)
         if predicted is not None:
-            self.predicted_step.labels(**label).observe(predicted)
+            self._predicted_step.observe(predicted)
         if predicted_goodput_tokens_per_second is not None:
-            self.predicted_goodput.labels(**label).set(predicted_goodput_tokens_per_second)
+            self._predicted_goodput.set(predicted_goodput_tokens_per_second)
 
     def record_plain_step(self, batch_size: int) -> None:
         """A step of an engine without speculation (its time comes through `record_step_seconds`)."""
-        self.batch_size.labels(**self._label).observe(batch_size)
+        self._batch_size.observe(batch_size)
 
     def record_acceptance(self, rate: float, by_position: list[float]) -> None:
-        self.acceptance_rate.labels(**self._label).set(rate)
-        for position, value in enumerate(by_position, start=1):
-            self.acceptance_by_position.labels(position=str(position), **self._label).set(value)
+        self._acceptance.set(rate)
+        children = self._acceptance_at
+        while len(children) < len(by_position):
+            children.append(self.acceptance_by_position.labels(position=str(len(children) + 1), **self._label))
+        for child, value in zip(children, by_position):
+            child.set(value)
