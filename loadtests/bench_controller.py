@@ -1,4 +1,5 @@
-"""Controller decision cost per scheduling step (target: p99 < 50 µs), on synthetic batches.
+"""Controller decision cost per scheduling step (target: p99 < 50 µs), on synthetic batches,
+and the step-model refit it runs every `calibration_every_steps` steps over its full window.
 
     python -m loadtests.bench_controller
 """
@@ -33,12 +34,32 @@ def measure(batch: int, steps: int = 5000, gamma_max: int = 4) -> list[float]:
     return timings
 
 
+def measure_refit(repeats: int = 20) -> list[float]:
+    """Seconds per refit of the step-cost model over a full window of steps at mixed batch sizes."""
+    config = ControllerConfig(gamma_max=4, policy=GammaPolicy.parse("adaptive"))
+    controller = GammaController(config, load_model("smollm2-135m"), load_hardware("cpu-local"))
+    rng = random.Random(0)
+    for _ in range(config.calibration_window):
+        batch = rng.choice((1, 2, 4, 8, 16, 32, 64))
+        tokens = batch * rng.randint(1, 5)
+        controller.observe_step(batch, tokens, 0.001 * tokens, 0.038 + 0.0008 * tokens + rng.gauss(0, 0.001))
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        controller.recalibrate()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
 def main() -> int:
     print(f"{'batch':>5}  {'p50 µs':>7}  {'p99 µs':>7}  {'p99 / 50 µs budget':>18}")
     for batch in (1, 4, 16, 64, 256):
         timings = sorted(measure(batch))
         p50, p99 = statistics.median(timings), timings[int(0.99 * len(timings))]
         print(f"{batch:>5}  {p50 * 1e6:7.1f}  {p99 * 1e6:7.1f}  {p99 / BUDGET_SECONDS:18.2f}")
+    config = ControllerConfig(gamma_max=4, policy=GammaPolicy.parse("adaptive"))
+    print(f"step-model refit (every {config.calibration_every_steps} steps, {config.calibration_window} samples): "
+          f"median {statistics.median(measure_refit()) * 1e3:.2f} ms")
     return 0
 
 
