@@ -5,6 +5,11 @@ both run at once, and each concurrency level alternates between them for several
 so that machine noise lands on both. Prints output tokens/s and TTFT p50 per server and
 the ratios gateway / vLLM (targets: throughput >= 0.97, TTFT p50 <= 1.05).
 
+Then a paired TTFT probe, finer than the rounds' p50s (at concurrency 1 those move ±5 % from
+round to round): the same prompt to each server in turn, one request at a time, order
+alternating, after a pause, since the server that just finished still holds the 2 cores for
+up to about a second (back to back, whichever went second came out up to 5x slower).
+
     python -m loadtests.bench_gateway --workload mtbench --concurrency 1,16
 """
 
@@ -16,12 +21,15 @@ import json
 import statistics
 from pathlib import Path
 
+import httpx
+
 from loadtests.loadgen import LoadSpec, run_load
 from loadtests.servers import (
     exit_cleanly_on_sigterm,
     running_gateway,
     running_vllm_server,
 )
+from loadtests.stream_request import RequestRecord, send_streaming_request
 from loadtests.workloads import load_workload
 
 
@@ -35,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--gateway-args", default="--speculative ngram --gamma-max 4 --gamma-policy fixed:4",
                         help="the peer gets the same engine flags, with vLLM's own scheduler (fixed γ = gamma-max)")
+    parser.add_argument("--paired-ttft", type=int, default=30, help="prompts in the paired TTFT probe (0: skip)")
+    parser.add_argument("--settle-seconds", type=float, default=1.0, help="pause before each probe request")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -46,6 +56,43 @@ async def measure(base_url: str, model: str, requests, concurrency: int, num_req
     if summary.num_errors:
         raise RuntimeError(f"{summary.num_errors} errors against {base_url}: {summary.errors_by_kind}")
     return {"output_tokens_per_second": summary.output_tokens_per_second, "ttft_p50_seconds": summary.ttft_seconds.p50}
+
+
+async def paired_ttft(servers: dict, model: str, requests, count: int, settle_seconds: float) -> dict[str, list[float]]:
+    """TTFT of each of `count` prompts on every server (max_tokens 1, one request at a time)."""
+    ttfts: dict[str, list[float]] = {name: [] for name in servers}
+    async with httpx.AsyncClient(timeout=None) as client:
+        for index, template in enumerate(requests[:count]):
+            names = list(servers) if index % 2 == 0 else list(reversed(servers))
+            body = {**template.body, "model": model, "max_tokens": 1, "stream": True}
+            for name in names:
+                await asyncio.sleep(settle_seconds)
+                record = await send_streaming_request(client, servers[name].base_url.rstrip("/") + template.path, body,
+                                                      RequestRecord(index, template.endpoint), timeout_seconds=120,
+                                                      clock_origin=0.0)
+                if not record.ok or record.ttft_seconds is None:
+                    raise RuntimeError(f"paired TTFT probe against {name} failed: {record.error_text}")
+                ttfts[name].append(record.ttft_seconds)
+    return ttfts
+
+
+def report_paired_ttft(ttfts: dict[str, list[float]]) -> dict:
+    gateway, peer = ttfts["gateway"], ttfts["vllm"]
+    differences = [g - v for g, v in zip(gateway, peer)]
+    ratios = [g / v for g, v in zip(gateway, peer)]
+    result = {"pairs": len(differences), "gateway_ttft_median_seconds": statistics.median(gateway),
+              "vllm_ttft_median_seconds": statistics.median(peer),
+              "ttft_median_ratio": statistics.median(gateway) / statistics.median(peer),
+              "paired_ratio_median": statistics.median(ratios),
+              "paired_difference_median_seconds": statistics.median(differences),
+              "gateway_slower_pairs": sum(d > 0 for d in differences), "ttfts": ttfts}
+    print(f"\npaired TTFT probe ({result['pairs']} prompts, one at a time, max_tokens 1): gateway "
+          f"{result['gateway_ttft_median_seconds'] * 1e3:.1f} ms, vLLM {result['vllm_ttft_median_seconds'] * 1e3:.1f} ms "
+          f"(medians), ratio {result['ttft_median_ratio']:.3f}; per prompt: ratio median "
+          f"{result['paired_ratio_median']:.3f}, difference median "
+          f"{result['paired_difference_median_seconds'] * 1e3:+.2f} ms, gateway slower in "
+          f"{result['gateway_slower_pairs']} of {result['pairs']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {round_index} c={concurrency:<3} {name:<8} "
                           f"{point['output_tokens_per_second']:7.1f} tok/s  TTFT p50 {point['ttft_p50_seconds'] * 1e3:7.1f} ms",
                           flush=True)
+        ttfts = (asyncio.run(paired_ttft(servers, model, workload.requests, args.paired_ttft, args.settle_seconds))
+                 if args.paired_ttft > 0 else None)
 
     report = {"workload": args.workload, "gateway_args": gateway_args, "rounds": args.rounds, "levels": {}}
     print(f"\n{'conc':>4}  {'gateway tok/s':>13}  {'vLLM tok/s':>10}  {'tok/s ratio':>11}  "
@@ -91,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         report["levels"][concurrency] = level
         print(f"{concurrency:>4}  {gw_tps:13.1f}  {peer_tps:10.1f}  {level['throughput_ratio']:11.3f}  "
               f"{gw_ttft * 1e3:9.1f}ms  {peer_ttft * 1e3:11.1f}ms  {level['ttft_p50_ratio']:10.3f}")
+    if ttfts:
+        report["paired_ttft"] = report_paired_ttft(ttfts)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0
