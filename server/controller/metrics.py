@@ -68,16 +68,17 @@ class PrometheusSink:
                                  [*labels, "policy"], multiprocess_mode="mostrecent")
         self._policy: str | None = None
         self._gamma_max = gamma_max
-        # The children for this model, looked up once: `labels()` costs a few µs per call, and
-        # the sink records several series every step inside vLLM's scheduler loop.
-        label = self._label
-        self._gamma_chosen, self._batch_size, self._predicted_speedup, self._decision_seconds = (
-            metric.labels(**label) for metric in (self.gamma_chosen, self.batch_size, self.predicted_speedup,
-                                                  self.decision_seconds))
-        self._accepted_tokens, self._observed_step, self._predicted_step, self._predicted_goodput, self._acceptance = (
-            metric.labels(**label) for metric in (self.accepted_tokens, self.observed_step, self.predicted_step,
-                                                  self.predicted_goodput, self.acceptance_rate))
+        # This model's child of each metric, looked up on first use (so a series appears only
+        # once recorded, as before) and kept: `labels()` costs µs per call, and the sink records
+        # several series every step inside vLLM's scheduler loop.
+        self._children: dict = {}
         self._acceptance_at: list = []  # by position, grown as positions appear
+
+    def _child(self, metric):
+        child = self._children.get(metric)
+        if child is None:
+            child = self._children[metric] = metric.labels(**self._label)
+        return child
 
     def record_policy(self, policy: str) -> None:
         if policy == self._policy:
@@ -88,29 +89,31 @@ class PrometheusSink:
         self._policy = policy
 
     def record_step(self, stats: StepStats) -> None:
-        self._gamma_chosen.observe(stats.gamma)
+        child = self._child
+        child(self.gamma_chosen).observe(stats.gamma)
         if stats.batch_size:  # prefill-only steps have no decoding batch
-            self._batch_size.observe(stats.batch_size)
-        self._predicted_speedup.set(stats.predicted_speedup)
-        self._decision_seconds.observe(stats.decision_seconds)
+            child(self.batch_size).observe(stats.batch_size)
+        child(self.predicted_speedup).set(stats.predicted_speedup)
+        child(self.decision_seconds).observe(stats.decision_seconds)
         if stats.accepted_tokens is not None:
-            self._accepted_tokens.observe(stats.accepted_tokens)
+            child(self.accepted_tokens).observe(stats.accepted_tokens)
 
     def record_step_seconds(self, predicted: float | None, observed: float,
                             predicted_goodput_tokens_per_second: float | None = None) -> None:
         """A decode-only step's measured time (engine loop period) and the controller's prediction."""
-        self._observed_step.observe(observed)
+        child = self._child
+        child(self.observed_step).observe(observed)
         if predicted is not None:
-            self._predicted_step.observe(predicted)
+            child(self.predicted_step).observe(predicted)
         if predicted_goodput_tokens_per_second is not None:
-            self._predicted_goodput.set(predicted_goodput_tokens_per_second)
+            child(self.predicted_goodput).set(predicted_goodput_tokens_per_second)
 
     def record_plain_step(self, batch_size: int) -> None:
         """A step of an engine without speculation (its time comes through `record_step_seconds`)."""
-        self._batch_size.observe(batch_size)
+        self._child(self.batch_size).observe(batch_size)
 
     def record_acceptance(self, rate: float, by_position: list[float]) -> None:
-        self._acceptance.set(rate)
+        self._child(self.acceptance_rate).set(rate)
         children = self._acceptance_at
         while len(children) < len(by_position):
             children.append(self.acceptance_by_position.labels(position=str(len(children) + 1), **self._label))
