@@ -7,8 +7,8 @@ the ratios gateway / vLLM (targets: throughput >= 0.97, TTFT p50 <= 1.05).
 
 Then a paired TTFT probe, finer than the rounds' p50s (at concurrency 1 those move ±5 % from
 round to round): the same prompt to each server in turn, one request at a time, order
-alternating, after a pause, since the server that just finished still holds the 2 cores for
-up to about a second (back to back, whichever went second came out up to 5x slower).
+alternating, after a pause: back to back, whichever went second came out up to 5x slower
+(the server that just finished seems to hold the 2 cores for a while).
 
     python -m loadtests.bench_gateway --workload mtbench --concurrency 1,16
 """
