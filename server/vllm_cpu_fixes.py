@@ -82,10 +82,11 @@ def sample_recovered_tokens_of_drafting_rows(max_spec_len, num_draft_tokens, cu_
     drafting = [i for i, n in enumerate(num_draft_tokens) if n > 0]
     if drafting:
         q = torch.empty((len(drafting), vocab_size), dtype=q_dtype, device=device).exponential_()
-        row_of = {request: row for row, request in enumerate(drafting)}
-        for i, generator in sampling_metadata.generators.items():  # seeded requests only
-            if i in row_of:
-                q[row_of[i]].exponential_(generator=generator)
+        if sampling_metadata.generators:  # seeded requests: their rows redrawn from their own generators
+            row_of = {request: row for row, request in enumerate(drafting)}
+            for i, generator in sampling_metadata.generators.items():
+                if i in row_of:
+                    q[row_of[i]].exponential_(generator=generator)
         inv_q[drafting] = q.reciprocal()
     recovered_token_ids = torch.empty_like(draft_token_ids)
     rejection_sampler._sample_recovered_tokens(
