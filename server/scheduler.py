@@ -84,7 +84,7 @@ def build_controller(vllm_config) -> tuple[GammaController | None, PrometheusSin
     """The controller and its metrics sink; without speculation only the sink (step times)."""
     spec = vllm_config.speculative_config
     if spec is None:
-        return None, PrometheusSink(_served_name(vllm_config), gamma_max=0)
+        return None, PrometheusSink(_served_name(vllm_config))
     options = (vllm_config.additional_config or {}).get("specgate", {})
     hardware_name = options.get("hardware") or detect_hardware_preset()
     config = ControllerConfig(
@@ -96,7 +96,7 @@ def build_controller(vllm_config) -> tuple[GammaController | None, PrometheusSin
     draft_model = load_model(spec.model) if spec.method == "draft_model" and spec.model else None
     controller = GammaController(config, load_model(vllm_config.model_config.model),
                                  load_hardware(hardware_name), draft_model)
-    sink = PrometheusSink(_served_name(vllm_config), config.gamma_max)
+    sink = PrometheusSink(_served_name(vllm_config))
     sink.record_policy(str(config.policy))
     logger.info("specgate controller: policy %s, γ ≤ %d, hardware %s", config.policy, config.gamma_max, hardware_name)
     return controller, sink

@@ -34,7 +34,7 @@ class StepStats:
 
 
 class PrometheusSink:
-    def __init__(self, model_name: str, gamma_max: int):
+    def __init__(self, model_name: str):
         labels = ["model_name"]
         self._label = {"model_name": model_name}
         self.gamma_chosen = Histogram("specgate_gamma_chosen", "γ chosen for the batch per scheduling step.",
@@ -67,17 +67,17 @@ class PrometheusSink:
         self.policy_info = Gauge("specgate_gamma_policy_info", "The γ policy in force (value 1).",
                                  [*labels, "policy"], multiprocess_mode="mostrecent")
         self._policy: str | None = None
-        self._gamma_max = gamma_max
-        # This model's child of each metric, looked up on first use (so a series appears only
-        # once recorded, as before) and kept: `labels()` costs µs per call, and the sink records
-        # several series every step inside vLLM's scheduler loop.
+        # This model's child of each series, looked up on first use (so a series appears only
+        # once recorded) and kept: `labels()` costs µs per call, and the sink records several
+        # series every step inside vLLM's scheduler loop.
         self._children: dict = {}
-        self._acceptance_at: list = []  # by position, grown as positions appear
 
-    def _child(self, metric):
-        child = self._children.get(metric)
+    def _child(self, metric, position: int | None = None):
+        key = (metric, position)
+        child = self._children.get(key)
         if child is None:
-            child = self._children[metric] = metric.labels(**self._label)
+            labels = self._label if position is None else {**self._label, "position": str(position)}
+            child = self._children[key] = metric.labels(**labels)
         return child
 
     def record_policy(self, policy: str) -> None:
@@ -114,8 +114,5 @@ class PrometheusSink:
 
     def record_acceptance(self, rate: float, by_position: list[float]) -> None:
         self._child(self.acceptance_rate).set(rate)
-        children = self._acceptance_at
-        while len(children) < len(by_position):
-            children.append(self.acceptance_by_position.labels(position=str(len(children) + 1), **self._label))
-        for child, value in zip(children, by_position):
-            child.set(value)
+        for position, value in enumerate(by_position, start=1):
+            self._child(self.acceptance_by_position, position).set(value)
