@@ -34,9 +34,8 @@ def measure(batch: int, steps: int = 5000, gamma_max: int = 4) -> list[float]:
     return timings
 
 
-def measure_refit(repeats: int = 20) -> list[float]:
+def measure_refit(config: ControllerConfig, repeats: int = 20) -> list[float]:
     """Seconds per refit of the step-cost model over a full window of steps at mixed batch sizes."""
-    config = ControllerConfig(gamma_max=4, policy=GammaPolicy.parse("adaptive"))
     controller = GammaController(config, load_model("smollm2-135m"), load_hardware("cpu-local"))
     rng = random.Random(0)
     for _ in range(config.calibration_window):
@@ -59,7 +58,7 @@ def main() -> int:
         print(f"{batch:>5}  {p50 * 1e6:7.1f}  {p99 * 1e6:7.1f}  {p99 / BUDGET_SECONDS:18.2f}")
     config = ControllerConfig(gamma_max=4, policy=GammaPolicy.parse("adaptive"))
     print(f"step-model refit (every {config.calibration_every_steps} steps, {config.calibration_window} samples): "
-          f"median {statistics.median(measure_refit()) * 1e3:.2f} ms")
+          f"median {statistics.median(measure_refit(config)) * 1e3:.2f} ms")
     return 0
 
 
