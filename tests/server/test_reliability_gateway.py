@@ -324,16 +324,23 @@ def test_fuzzed_request_bodies_never_get_a_5xx(gateway, path, body):
 async def test_past_the_batch_and_the_queue_the_gateway_answers_429_and_recovers(gateway):
     assert await asyncio.to_thread(engine_settles, gateway), engine_load(gateway)
     capacity = MAX_NUM_SEQS + MAX_QUEUED
+    opened = time.monotonic()
     streams = [await OpenStream(gateway, long_chat()).start() for _ in range(capacity)]
     try:
-        await asyncio.to_thread(wait_for_load, gateway, MAX_NUM_SEQS, MAX_QUEUED)
+        # Refused by the gateway's own count, so asked at once: each stream ends at its deadline
+        # (TIMEOUT_S after it opened), and a slot freed that way would admit this request.
         async with httpx.AsyncClient(timeout=60) as client:
             rejected = await client.post(f"{gateway.base_url}/chat/completions", headers=AUTH, json=long_chat(False, 4))
-            assert assert_openai_error(rejected, 429)["type"] == "rate_limit_error"
-            assert int(rejected.headers["retry-after"]) >= 1
-            load = await asyncio.to_thread(engine_load, gateway)
-            assert load["vllm:num_requests_running"] <= MAX_NUM_SEQS  # the engine never held more
-            assert load["vllm:num_requests_running"] + load["vllm:num_requests_waiting"] <= capacity
+        asked_after = time.monotonic() - opened
+        assert asked_after < TIMEOUT_S, f"opening {capacity} streams took {asked_after:.1f} s, past their deadline"
+        assert rejected.status_code == 429, (rejected.text, engine_load(gateway))  # the load says whether a slot timed out
+        assert assert_openai_error(rejected, 429)["type"] == "rate_limit_error"
+        assert int(rejected.headers["retry-after"]) >= 1
+        # the slots are real: the engine holds the batch and the queue, and never more
+        await asyncio.to_thread(wait_for_load, gateway, MAX_NUM_SEQS, MAX_QUEUED, opened + TIMEOUT_S - time.monotonic())
+        load = await asyncio.to_thread(engine_load, gateway)
+        assert load["vllm:num_requests_running"] <= MAX_NUM_SEQS
+        assert load["vllm:num_requests_running"] + load["vllm:num_requests_waiting"] <= capacity
     finally:
         for stream in streams:
             await stream.close()
