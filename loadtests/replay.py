@@ -187,18 +187,22 @@ def replay(traces: Sequence[Trace], concurrency: int, controller, step_time: Ste
         if live and not arriving:  # decode-only: the scheduler times these for calibration
             raw, _ = controller.predicted_step_seconds(len(live), tokens, kv_positions // len(live))
             controller.observe_step(len(live), tokens, raw, seconds)
+        learnt_ids, learnt_drafted, learnt_accepted = [], [], []  # one `observe` per step, as the scheduler's
         for request in live:
             accepted = request.accepted_length(request.drafts)
-            if request.drafts:
-                controller.acceptance.observe_verified(request.request_id, len(request.drafts), accepted)
+            drafted, kept = len(request.drafts), accepted
             if request.request_id in shadow and accepted == len(request.drafts) and request.remaining > accepted:
-                position, token = shadow[request.request_id]
-                matched = token == request.tokens[request.context + accepted]
-                controller.acceptance.observe_shadow(request.request_id, position, matched)
+                _, token = shadow[request.request_id]  # reached: one more verified draft
+                drafted, kept = drafted + 1, kept + int(token == request.tokens[request.context + accepted])
+            if drafted:
+                learnt_ids.append(request.request_id)
+                learnt_drafted.append(drafted)
+                learnt_accepted.append(kept)
             emitted = min(accepted + 1, request.remaining)
             request.generated += emitted
             result.output_tokens += emitted
             result.accepted_tokens += accepted
+        controller.acceptance.observe(learnt_ids, learnt_drafted, learnt_accepted)
         result.verified_drafts += verified
         result.seconds += seconds
         result.steps += 1

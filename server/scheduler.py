@@ -188,29 +188,36 @@ class SpecgateScheduler(Scheduler):
     def _learn(self, pending: PendingStep, scheduler_output, model_runner_output) -> None:
         controller, acceptance = self.controller, self.controller.acceptance
         index, sampled = model_runner_output.req_id_to_index, model_runner_output.sampled_token_ids
+        outcomes: dict[str, list[int]] = {}  # request → [drafts verified, accepted]
         accepted_total = 0
         for request_id, drafts in scheduler_output.scheduled_spec_decode_tokens.items():
             row = index.get(request_id)
             generated = sampled[row] if sampled and row is not None else None
             if generated:
                 accepted = len(generated) - 1
-                acceptance.observe_verified(request_id, len(drafts), accepted)
+                outcomes[request_id] = [len(drafts), accepted]
                 accepted_total += accepted
         for request_id, (position, token) in pending.shadow.items():
             row = index.get(request_id)
             generated = sampled[row] if sampled and row is not None else None
-            # Shadow draft at `position` was tried only if every verified draft before it held.
+            # The shadow draft at `position` was reached only if every verified draft before it
+            # held (so exactly `position` were verified): it counts as one more verified draft.
             if generated and len(generated) - 1 == position:
-                acceptance.observe_shadow(request_id, position, token == generated[-1])
+                outcome = outcomes.setdefault(request_id, [0, 0])
+                outcome[0] += 1
+                outcome[1] += token == generated[-1]
+        if outcomes:
+            drafted, accepted = zip(*outcomes.values())
+            acceptance.observe(list(outcomes), drafted, accepted)
 
         pending.accepted = accepted_total
         self.sink.record_step(StepStats(pending.plan.gamma, pending.batch, pending.plan.predicted_speedup,
                                         pending.plan.decision_seconds, accepted_tokens=accepted_total))
         steps = controller.status_steps
         if steps % ACCEPTANCE_METRICS_EVERY_STEPS == 0:
-            self.sink.record_acceptance(acceptance.mean_acceptance(), acceptance.global_p)
+            self.sink.record_acceptance(acceptance.mean_acceptance(), acceptance.global_p.tolist())
         if steps % FORGET_EVERY_STEPS == 0:
-            for request_id in [r for r in acceptance.by_request if r not in self.requests]:
+            for request_id in [r for r in acceptance.tracked_request_ids() if r not in self.requests]:
                 acceptance.forget(request_id)
 
     def handle_specgate_control(self, payload: str) -> str:

@@ -3,33 +3,23 @@
 p[k] estimates P(draft k+1 accepted | drafts 1..k accepted). A verified step with d drafts
 and a accepted says: positions 1..a were accepted, position a+1 (if a < d) was rejected,
 later ones were not tried. Per-request estimates start from the global ones.
+
+One step's outcomes are learnt at once, as arrays: the scheduler hands over every request
+of the step in one call, which at batch 256 costs about a quarter of updating request by
+request in Python. Each request's estimates live in a row of `survival_by_row` /
+`expected_by_row`, the tables the per-step rule reads; row 0 holds the global estimates, the
+row of every request not seen yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
-from operator import mul
-from typing import NamedTuple
+from itertools import repeat
 
+import numpy as np
 
-def survival_of(p: list[float]) -> list[float]:
-    """Π_{j≤k} p_j for k = 1..len(p): the chance draft k is reached and kept."""
-    return list(accumulate(p, mul))
-
-
-class DraftTable(NamedTuple):
-    """A request's survival laid out for the per-step rule, which runs for every request every
-    step: survival decreases in k, so `bisect_left(negated, -t)` counts the leading drafts whose
-    survival exceeds t, and `expected[k]` is what the first k drafts add in expectation."""
-
-    negated: list[float]  # -Π_{j≤k} p_j, ascending
-    expected: list[float]  # expected[k] = Σ_{i≤k} Π_{j≤i} p_j, expected[0] = 0
-
-
-def draft_table(p: list[float]) -> DraftTable:
-    survival = survival_of(p)
-    return DraftTable([-s for s in survival], [0.0, *accumulate(survival)])
+GLOBAL_ROW = 0
 
 
 @dataclass(slots=True)
@@ -38,61 +28,99 @@ class AcceptanceEstimates:
     prior: float = 0.5
     global_rate: float = 0.01  # EWMA weight per observation, batch-wide
     request_rate: float = 0.25  # per request: a request's own text changes fast
-    global_p: list[float] = field(default_factory=list)
-    by_request: dict[str, list[float]] = field(default_factory=dict)
-    tables_by_request: dict[str, DraftTable] = field(default_factory=dict)
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
+    capacity: int = 64  # request rows to start with; doubled when full
+    global_p: np.ndarray = field(init=False)  # [γ], a view of row 0
+    survival_by_row: np.ndarray = field(init=False)  # [rows, γ]: Π_{j≤k} p_j, the chance draft k is reached and kept
+    expected_by_row: np.ndarray = field(init=False)  # [rows, γ+1]: Σ_{i≤k} survival_i, what the first k drafts add
+    _p_by_row: np.ndarray = field(init=False)  # [rows, γ]
+    _row_of: dict[str, int] = field(default_factory=dict)
+    _free_rows: list[int] = field(default_factory=list)
+    _below: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.global_p:
-            self.global_p = [self.prior] * self.gamma_max
+        rows = self.capacity + 1
+        self._p_by_row = np.full((rows, self.gamma_max), self.prior)
+        self.survival_by_row = np.zeros((rows, self.gamma_max))
+        self.expected_by_row = np.zeros((rows, self.gamma_max + 1))
+        self._free_rows = list(range(rows - 1, GLOBAL_ROW, -1))
+        self._below = np.arange(self.gamma_max) < np.arange(self.gamma_max + 1)[:, None]  # [γ+1, γ]: k → positions < k
+        self.global_p = self._p_by_row[GLOBAL_ROW]  # a view: the global estimates are row 0
+        self.set_global([self.prior] * self.gamma_max)
 
-    def _request(self, request_id: str) -> list[float]:
-        p = self.by_request.get(request_id)
-        if p is None:
-            p = self.by_request[request_id] = list(self.global_p)
-        return p
+    def set_global(self, p: Sequence[float]) -> None:
+        self.global_p[:] = p
+        self._refresh_tables([GLOBAL_ROW])
 
-    def _observe_position(self, p: list[float], position: int, accepted: bool) -> None:
-        value = 1.0 if accepted else 0.0
-        p[position] += self.request_rate * (value - p[position])
-        self.global_p[position] += self.global_rate * (value - self.global_p[position])
+    # ---- learning -------------------------------------------------------------------
+    def observe(self, request_ids: Sequence[str], drafted: Sequence[int], accepted: Sequence[int]) -> None:
+        """One step: request i had `drafted[i]` drafts verified and kept the first `accepted[i]`.
 
-    def observe_verified(self, request_id: str, drafted: int, accepted: int) -> None:
-        """`drafted` drafts were verified and the first `accepted` of them kept."""
-        p = self._request(request_id)
-        for position in range(min(accepted + 1, drafted, self.gamma_max)):
-            self._observe_position(p, position, position < accepted)
-        self.draft_tokens += drafted
-        self.accepted_tokens += accepted
-        self._refresh_table(request_id, p)
+        Each request at most once per call. The global estimate takes the step's n observations
+        at a position as one: p ← p + (1 − (1 − rate)ⁿ) · (their mean − p), the weight n
+        sequential updates would give them, without an order among simultaneous requests."""
+        if not request_ids:
+            return
+        rows = self._rows_creating(request_ids)
+        accepted_ = np.minimum(accepted, self.gamma_max)  # [n]
+        tried = self._below[np.minimum(np.minimum(accepted_ + 1, drafted), self.gamma_max)]  # [n, γ]: to the first rejection
+        kept = self._below[accepted_]  # [n, γ]
+        p = self._p_by_row[rows]  # [n, γ]
+        p += self.request_rate * tried * (kept - p)
+        self._p_by_row[rows] = p
+        counts = tried.sum(axis=0)  # [γ]
+        weight = 1.0 - (1.0 - self.global_rate) ** counts
+        step_mean = (tried & kept).sum(axis=0) / np.maximum(counts, 1)
+        self.global_p += weight * (step_mean - self.global_p)
+        rows.append(GLOBAL_ROW)
+        self._refresh_tables(rows)
 
-    def observe_shadow(self, request_id: str, position: int, matched: bool) -> None:
-        """A proposed-but-not-verified draft at `position` (0-based) vs the token generated there.
+    def _rows_creating(self, request_ids: Sequence[str]) -> list[int]:
+        row_of = self._row_of.get
+        rows = [row_of(request_id) for request_id in request_ids]
+        if None in rows:
+            for index, row in enumerate(rows):
+                if row is None:
+                    if not self._free_rows:
+                        self._grow()
+                    row = rows[index] = self._row_of[request_ids[index]] = self._free_rows.pop()
+                    self._p_by_row[row] = self.global_p
+        return rows
 
-        Exact for greedy sampling (a draft is accepted iff it is the argmax)."""
-        if position < self.gamma_max:
-            p = self._request(request_id)
-            self._observe_position(p, position, matched)
-            self._refresh_table(request_id, p)
+    def _grow(self) -> None:
+        rows = len(self._p_by_row)
+        self._p_by_row = np.concatenate([self._p_by_row, np.empty_like(self._p_by_row)])
+        self.survival_by_row = np.concatenate([self.survival_by_row, np.zeros_like(self.survival_by_row)])
+        self.expected_by_row = np.concatenate([self.expected_by_row, np.zeros_like(self.expected_by_row)])
+        self._free_rows.extend(range(2 * rows - 1, rows - 1, -1))
+        self.global_p = self._p_by_row[GLOBAL_ROW]
 
-    def _refresh_table(self, request_id: str, p: list[float]) -> None:
-        self.tables_by_request[request_id] = draft_table(p)
+    def _refresh_tables(self, rows: list[int]) -> None:
+        survival = self._p_by_row[rows].cumprod(axis=1)  # [n, γ]
+        self.survival_by_row[rows] = survival
+        self.expected_by_row[rows, 1:] = survival.cumsum(axis=1)
+
+    def forget(self, request_id: str) -> None:
+        row = self._row_of.pop(request_id, None)
+        if row is not None:
+            self._free_rows.append(row)
+
+    # ---- reading --------------------------------------------------------------------
+    def rows_of(self, request_ids: Sequence[str]) -> np.ndarray:
+        """Each request's row in the tables; the global row for a request not seen yet."""
+        return np.fromiter(map(self._row_of.get, request_ids, repeat(GLOBAL_ROW)), dtype=np.intp, count=len(request_ids))
+
+    def of_request(self, request_id: str) -> list[float] | None:
+        row = self._row_of.get(request_id)
+        return None if row is None else self._p_by_row[row].tolist()
 
     def survival(self, request_id: str) -> list[float] | None:
         """Π_{j≤k} p_j for k = 1..γ_max (decreasing), or None for an unseen request."""
-        table = self.tables_by_request.get(request_id)
-        return None if table is None else [-s for s in table.negated]
+        row = self._row_of.get(request_id)
+        return None if row is None else self.survival_by_row[row].tolist()
 
-    def forget(self, request_id: str) -> None:
-        self.by_request.pop(request_id, None)
-        self.tables_by_request.pop(request_id, None)
+    def tracked_request_ids(self) -> list[str]:
+        return list(self._row_of)
 
     def mean_acceptance(self) -> float:
         """Per draft token, as vLLM reports it: accepted / drafted, over the estimates' weights."""
-        expected, survive = 0.0, 1.0
-        for value in self.global_p:
-            survive *= value
-            expected += survive
-        return expected / self.gamma_max if self.gamma_max else 0.0
+        return float(self.expected_by_row[GLOBAL_ROW, -1]) / self.gamma_max

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import random
 import time
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 from roofline import HardwareSpec, ModelSpec
 from roofline.planner import GammaPlanner
-from server.controller.acceptance import AcceptanceEstimates, DraftTable, draft_table
+from server.controller.acceptance import GLOBAL_ROW, AcceptanceEstimates
 from server.controller.policy import GammaPolicy
 from server.controller.step_cost import StepCostModel
 
@@ -65,11 +64,13 @@ class StepPlan:
     decision_seconds: float = 0.0
     run_drafter: bool = True  # False: skip the draft model's forward pass this step
     explored: bool = False
+    draft_threshold: float | None = None  # adaptive: a request's draft k is verified iff its survival beats this
 
 
-def speedup_curve(ratios: list[float], table: DraftTable) -> list[float]:
-    """S(γ) = E(γ) / ratio(γ), E(γ) = 1 + Σ_{k≤γ} Π_{j≤k} p_j (Leviathan et al. 2023, Eq. 1 per position)."""
-    return [(1.0 + expected) / ratio for expected, ratio in zip(table.expected, ratios)]
+def speedup_curve(ratios: list[float], expected: list[float]) -> list[float]:
+    """S(γ) = E(γ) / ratio(γ), E(γ) = 1 + Σ_{k≤γ} Π_{j≤k} p_j (Leviathan et al. 2023, Eq. 1 per position);
+    `expected[γ]` = Σ_{k≤γ} Π_{j≤k} p_j."""
+    return [(1.0 + drafts_kept) / ratio for drafts_kept, ratio in zip(expected, ratios)]
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class GammaController:
             plan.run_drafter = not idle or self.config.drafter_is_cheap
         elif policy.kind in ("fixed", "table"):
             gamma = min(policy.fixed_gamma if policy.kind == "fixed" else policy.table_gamma(batch), gamma_max)
-            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._priced(requests)[2][gamma])
+            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._priced(requests)[1][gamma])
         else:
             plan = self._plan_adaptive(requests)
             if not self.config.drafter_is_cheap:
@@ -128,16 +129,15 @@ class GammaController:
         self.last_gamma, self.last_predicted_speedup = plan.gamma, plan.predicted_speedup
         return plan
 
-    def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], DraftTable, list[float]]:
-        """(cost ratio by γ, the global estimates' draft table, predicted speedup by γ) for this batch."""
+    def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], list[float]]:
+        """(cost ratio by γ, predicted speedup by γ from the global estimates) for this batch."""
         seq_len = sum(map(itemgetter(1), requests)) // len(requests)
         ratios = self.costs.cost_ratios(len(requests), seq_len)
-        table = draft_table(self.acceptance.global_p)
-        return ratios, table, speedup_curve(ratios, table)
+        return ratios, speedup_curve(ratios, self.acceptance.expected_by_row[GLOBAL_ROW].tolist())
 
     def _plan_adaptive(self, requests: list[tuple[str, int]]) -> StepPlan:
         gamma_max, batch = self.config.gamma_max, len(requests)
-        ratios, global_table, curve = self._priced(requests)
+        ratios, curve = self._priced(requests)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held
@@ -147,21 +147,21 @@ class GammaController:
         next_gamma = min(gamma + 1, gamma_max)
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
-        table_of = self.acceptance.tables_by_request.get
-        below = -threshold
-        gamma_by_request, expected = {}, 0.0
-        for request_id, _ in requests:
-            negated, expected_by_drafts = table_of(request_id, global_table)
-            worth = gamma_by_request[request_id] = bisect_left(negated, below)  # drafts with survival > threshold
-            expected += expected_by_drafts[worth]
-        most = max(gamma_by_request.values())
+        acceptance = self.acceptance
+        request_ids = list(map(itemgetter(0), requests))
+        rows = acceptance.rows_of(request_ids)  # [batch]
+        # survival decreases in k, so the drafts whose survival beats the threshold are the leading ones
+        worth = (acceptance.survival_by_row.take(rows, axis=0) > threshold).sum(axis=1)  # [batch]
+        expected = float(acceptance.expected_by_row.take(rows * (gamma_max + 1) + worth).sum())  # flat [row, worth]
+        drafts = worth.tolist()
+        most = max(drafts)
         # Predicted speedup of this allocation: tokens per request over the step's cost ratio,
         # interpolated at the mean number of drafts per request.
-        mean_drafts = sum(gamma_by_request.values()) / batch
+        mean_drafts = sum(drafts) / batch
         low = int(mean_drafts)
         ratio = ratios[low] if low == gamma_max else ratios[low] + (mean_drafts - low) * (ratios[low + 1] - ratios[low])
         speedup = (1.0 + expected / batch) / ratio
-        return StepPlan(gamma_by_request, self._proposals(most), most, speedup)
+        return StepPlan(dict(zip(request_ids, drafts)), self._proposals(most), most, speedup, draft_threshold=threshold)
 
     def _explore(self, requests: list[tuple[str, int]], curve: list[float]) -> StepPlan:
         """Verify γ_e drafts for a random ~B/γ_e of the requests: calibration needs step times at
@@ -243,9 +243,9 @@ class GammaController:
             "gamma_max": self.config.gamma_max,
             "last_gamma": self.last_gamma,
             "predicted_speedup": self.last_predicted_speedup,
-            "acceptance_by_position": list(self.acceptance.global_p),
+            "acceptance_by_position": self.acceptance.global_p.tolist(),
             "acceptance_rate": self.acceptance.mean_acceptance(),
-            "tracked_requests": len(self.acceptance.by_request),
+            "tracked_requests": len(self.acceptance.tracked_request_ids()),
             "calibration": self.costs.status(),
             "drafter_paused": self.drafter_paused,
             "model": self.model.name,

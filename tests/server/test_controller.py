@@ -1,13 +1,11 @@
 """The γ controller's decision logic on synthetic inputs (no engine)."""
 
-from bisect import bisect_left
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roofline import load_hardware, load_model
-from server.controller.acceptance import AcceptanceEstimates, draft_table, survival_of
+from server.controller.acceptance import AcceptanceEstimates
 from server.controller.controller import ControllerConfig, GammaController
 from server.controller.policy import GammaPolicy
 
@@ -23,7 +21,7 @@ def batch(n, context=512, prefix="r"):
 
 
 def set_global_acceptance(controller, p):
-    controller.acceptance.global_p = [p] * controller.config.gamma_max
+    controller.acceptance.set_global([p] * controller.config.gamma_max)
 
 
 # ---- policies ----------------------------------------------------------------------------
@@ -84,8 +82,7 @@ def test_a_copying_request_gets_more_drafts_than_a_wandering_one():
     controller = make_controller(hysteresis=0.0)
     set_global_acceptance(controller, 0.5)
     for _ in range(20):
-        controller.acceptance.observe_verified("copier", drafted=4, accepted=4)
-        controller.acceptance.observe_verified("wanderer", drafted=4, accepted=0)
+        controller.acceptance.observe(["copier", "wanderer"], drafted=[4, 4], accepted=[4, 0])
     plan = controller.plan([("copier", 512), ("wanderer", 512)] + batch(30))
     assert plan.gamma_by_request["copier"] > plan.gamma_by_request["wanderer"]
     assert plan.gamma_by_request["wanderer"] == 0
@@ -138,26 +135,51 @@ def test_calibrated_costly_verification_lowers_gamma_at_large_batch():
 # ---- acceptance estimates -----------------------------------------------------------------
 def test_verified_drafts_update_positions_up_to_the_first_rejection():
     estimates = AcceptanceEstimates(gamma_max=4, prior=0.5, request_rate=0.5, global_rate=0.5)
-    estimates.observe_verified("r", drafted=4, accepted=2)
-    assert estimates.by_request["r"] == [0.75, 0.75, 0.25, 0.5]  # position 4 untried
+    estimates.observe(["r"], drafted=[4], accepted=[2])
+    assert estimates.of_request("r") == [0.75, 0.75, 0.25, 0.5]  # position 4 untried
     assert estimates.survival("r") == pytest.approx([0.75, 0.5625, 0.140625, 0.0703125])
+    assert estimates.global_p.tolist() == [0.75, 0.75, 0.25, 0.5]
+
+
+def test_a_step_moves_the_global_estimate_by_its_mean_with_the_weight_of_its_observations():
+    estimates = AcceptanceEstimates(gamma_max=2, prior=0.5, global_rate=0.5)
+    estimates.observe(["a", "b", "c"], drafted=[2, 2, 1], accepted=[2, 0, 1])
+    # position 1: three observations (1, 0, 1), weight 1 − 0.5³; position 2: one (1), weight 0.5
+    assert estimates.global_p.tolist() == pytest.approx([0.5 + 0.875 * (2 / 3 - 0.5), 0.75])
+    assert estimates.of_request("b") == [0.375, 0.5]  # each request's own row moves by its own outcome
+
+
+def test_requests_past_the_first_rows_grow_the_tables_and_forgotten_rows_are_reused():
+    estimates = AcceptanceEstimates(gamma_max=2, capacity=2)
+    ids = [f"r{i}" for i in range(5)]
+    estimates.observe(ids, drafted=[2] * 5, accepted=[0, 1, 2, 0, 2])
+    assert [estimates.survival(r)[0] < 0.5 for r in ids] == [True, False, False, True, False]
+    estimates.forget("r0")
+    estimates.observe(["new"], drafted=[1], accepted=[1])
+    assert estimates.of_request("r0") is None and estimates.survival("new")[0] > estimates.global_p[0]
+    assert set(estimates.tracked_request_ids()) == set(ids[1:]) | {"new"}
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8), st.floats(0.0, 1.0))
-def test_draft_table_counts_the_leading_drafts_above_a_threshold(p, threshold):
-    table, survival = draft_table(p), survival_of(p)
-    worth = bisect_left(table.negated, -threshold)
-    assert worth == next((k for k, s in enumerate(survival) if s <= threshold), len(p))
-    assert table.expected[worth] == pytest.approx(sum(survival[:worth]))
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=8), st.floats(0.0, 1.0))
+def test_each_request_gets_the_leading_drafts_whose_survival_beats_the_threshold(outcomes, acceptance):
+    controller = make_controller(gamma_max=6, hysteresis=0.0)
+    set_global_acceptance(controller, acceptance)
+    ids = [f"r{i}" for i in range(len(outcomes))]
+    controller.acceptance.observe(ids, [d for d, _ in outcomes], [min(a, d) for d, a in outcomes])
+    plan = controller.plan([(rid, 512) for rid in ids] + [("unseen", 512)])
+    threshold = plan.draft_threshold
+    for rid in ids + ["unseen"]:
+        survival = controller.acceptance.survival(rid) if rid != "unseen" else global_survival(controller)
+        assert plan.gamma_by_request[rid] == next((k for k, s in enumerate(survival) if s <= threshold), 6)
 
 
-def test_shadow_observations_move_only_their_position():
-    estimates = AcceptanceEstimates(gamma_max=3, prior=0.5, request_rate=0.5, global_rate=0.5)
-    estimates.observe_shadow("r", 0, matched=True)
-    assert estimates.by_request["r"] == [0.75, 0.5, 0.5]
-    estimates.observe_shadow("r", 5, matched=True)  # beyond γ_max: ignored
-    assert estimates.by_request["r"] == [0.75, 0.5, 0.5]
+def global_survival(controller):
+    survival, reached = [], 1.0
+    for p in controller.acceptance.global_p.tolist():
+        reached *= p
+        survival.append(reached)
+    return survival
 
 
 @settings(max_examples=200, deadline=None)
@@ -165,8 +187,8 @@ def test_shadow_observations_move_only_their_position():
 def test_estimates_stay_probabilities(observations):
     estimates = AcceptanceEstimates(gamma_max=6)
     for drafted, accepted in observations:
-        estimates.observe_verified("r", drafted, min(accepted, drafted))
-    assert all(0.0 <= p <= 1.0 for p in estimates.global_p + estimates.by_request["r"])
+        estimates.observe(["r"], [drafted], [min(accepted, drafted)])
+    assert all(0.0 <= p <= 1.0 for p in estimates.global_p.tolist() + estimates.of_request("r"))
     survival = estimates.survival("r")
     assert survival == sorted(survival, reverse=True)
 
@@ -245,7 +267,7 @@ def test_one_lucky_request_does_not_restart_a_paused_drafter():
     for _ in range(8):
         controller.plan(batch(4))
     for _ in range(3):  # a probe's few accepted tokens lift one request's own estimate
-        controller.acceptance.observe_verified("r0", 4, 4)
+        controller.acceptance.observe(["r0"], [4], [4])
     assert controller.acceptance.survival("r0")[0] > 0.5
     plans = [controller.plan(batch(4)) for _ in range(4)]
     assert not any(p.run_drafter or p.gamma for p in plans)
@@ -255,8 +277,8 @@ def test_one_lucky_request_does_not_restart_a_paused_drafter():
 def test_a_running_drafter_still_drafts_for_the_requests_worth_it():
     controller = draft_model_controller()
     set_global_acceptance(controller, 0.0)
-    controller.acceptance.observe_verified("r0", 4, 4)
-    controller.acceptance.observe_verified("r0", 4, 4)
+    controller.acceptance.observe(["r0"], [4], [4])
+    controller.acceptance.observe(["r0"], [4], [4])
     plan = controller.plan(batch(4))
     assert plan.run_drafter and plan.gamma_by_request["r0"] > 0 and plan.gamma_by_request["r1"] == 0
 
