@@ -11,6 +11,7 @@ import random
 import statistics
 import time
 
+from loadtests.stats import LatencyStats
 from roofline import load_hardware, load_model
 from server.controller.controller import ControllerConfig, GammaController
 from server.controller.policy import GammaPolicy
@@ -54,19 +55,13 @@ def measure_refit(config: ControllerConfig, repeats: int = 20) -> list[float]:
     return timings
 
 
-def percentiles(timings: list[float]) -> tuple[float, float]:
-    timings = sorted(timings)
-    return statistics.median(timings), timings[int(0.99 * len(timings))]
-
-
 def main() -> int:
     print(f"{'batch':>5}  {'decision p50 µs':>15}  {'p99 µs':>7}  {'p99 / 50 µs budget':>18}  "
           f"{'learning p50 µs':>15}  {'p99 µs':>7}")
     for batch in (1, 4, 16, 64, 256):
-        decisions, learning = measure(batch)
-        (p50, p99), (learn_p50, learn_p99) = percentiles(decisions), percentiles(learning)
-        print(f"{batch:>5}  {p50 * 1e6:15.1f}  {p99 * 1e6:7.1f}  {p99 / BUDGET_SECONDS:18.2f}  "
-              f"{learn_p50 * 1e6:15.1f}  {learn_p99 * 1e6:7.1f}")
+        decisions, learning = map(LatencyStats.of, measure(batch))
+        print(f"{batch:>5}  {decisions.p50 * 1e6:15.1f}  {decisions.p99 * 1e6:7.1f}  "
+              f"{decisions.p99 / BUDGET_SECONDS:18.2f}  {learning.p50 * 1e6:15.1f}  {learning.p99 * 1e6:7.1f}")
     config = ControllerConfig(gamma_max=4, policy=GammaPolicy.parse("adaptive"))
     print(f"step-model refit (every {config.calibration_every_steps} steps, {config.calibration_window} samples): "
           f"median {statistics.median(measure_refit(config)) * 1e3:.2f} ms")
