@@ -178,7 +178,7 @@ def replay(traces: Sequence[Trace], concurrency: int, controller, step_time: Ste
         for request in live:
             keep = plan.gamma_by_request.get(request.request_id, 0)
             if len(request.drafts) > keep:
-                shadow[request.request_id] = (keep, request.drafts[keep])
+                shadow[request.request_id] = request.drafts[keep]  # the first draft not verified
                 request.drafts = request.drafts[:keep]
             verified += len(request.drafts)
             tokens += 1 + len(request.drafts)
@@ -192,7 +192,7 @@ def replay(traces: Sequence[Trace], concurrency: int, controller, step_time: Ste
             accepted = request.accepted_length(request.drafts)
             drafted, kept = len(request.drafts), accepted
             if request.request_id in shadow and accepted == len(request.drafts) and request.remaining > accepted:
-                _, token = shadow[request.request_id]  # reached: one more verified draft
+                token = shadow[request.request_id]  # reached: one more verified draft
                 drafted, kept = drafted + 1, kept + int(token == request.tokens[request.context + accepted])
             if drafted:
                 learnt_ids.append(request.request_id)
