@@ -335,7 +335,7 @@ async def test_past_the_batch_and_the_queue_the_gateway_answers_429_and_recovers
         asked_after = time.monotonic() - opened
         assert asked_after < TIMEOUT_S, f"opening {capacity} streams took {asked_after:.1f} s, past their deadline"
         assert rejected.status_code == 429, (rejected.text, engine_load(gateway))  # the load says whether a slot timed out
-        assert assert_openai_error(rejected, 429)["type"] == "rate_limit_error"
+        assert assert_openai_error(rejected)["type"] == "rate_limit_error"
         assert int(rejected.headers["retry-after"]) >= 1
         # the slots are real: the engine holds the batch and the queue, and never more
         await asyncio.to_thread(wait_for_load, gateway, MAX_NUM_SEQS, MAX_QUEUED, opened + TIMEOUT_S - time.monotonic())
