@@ -172,11 +172,10 @@ def replay(traces: Sequence[Trace], concurrency: int, controller, step_time: Ste
                 result.steady_output_tokens, result.steady_seconds = result.output_tokens, result.seconds
         plan = controller.plan([(r.request_id, r.context) for r in live])
         if oracle:  # knows the future: each request verifies exactly the drafts that will be accepted
-            plan.gamma_by_request = {r.request_id: r.accepted_length(r.drafts) for r in live}
+            plan.gammas = [r.accepted_length(r.drafts) for r in live]
         shadow = {}
         tokens = kv_positions = verified = 0
-        for request in live:
-            keep = plan.gamma_by_request.get(request.request_id, 0)
+        for request, keep in zip(live, plan.gammas):
             if len(request.drafts) > keep:
                 shadow[request.request_id] = request.drafts[keep]  # the first draft not verified
                 request.drafts = request.drafts[:keep]

@@ -124,9 +124,8 @@ class SpecgateScheduler(Scheduler):
             return output
         plan = self.controller.plan([(r.request_id, r.num_computed_tokens) for r in decoding])
         shadow = {}
-        for request in decoding:
+        for request, keep in zip(decoding, plan.gammas):
             drafts = request.spec_token_ids
-            keep = plan.gamma_by_request.get(request.request_id, 0)
             if len(drafts) > keep:
                 shadow[request.request_id] = (keep, drafts[keep])
                 request.spec_token_ids = drafts[:keep]

@@ -57,7 +57,8 @@ class ControllerConfig:
 
 @dataclass(slots=True)
 class StepPlan:
-    gamma_by_request: dict[str, int]
+    request_ids: list[str]  # the decoding requests planned, in the order given to `plan`
+    gammas: list[int]  # drafts each of them verifies this step, in that order
     proposals_next_step: int
     gamma: int  # the most drafts any request verifies this step
     predicted_speedup: float
@@ -65,6 +66,11 @@ class StepPlan:
     run_drafter: bool = True  # False: skip the draft model's forward pass this step
     explored: bool = False
     draft_threshold: float | None = None  # adaptive: a request's draft k is verified iff its survival beats this
+
+    @property
+    def gamma_by_request(self) -> dict[str, int]:
+        """For reading (status, tests); the scheduler walks `gammas` beside its own request list."""
+        return dict(zip(self.request_ids, self.gammas))
 
 
 def speedup_curve(ratios: list[float], expected: list[float]) -> list[float]:
@@ -110,19 +116,20 @@ class GammaController:
         self._steps += 1
         policy, gamma_max = self.config.policy, self.config.gamma_max
         batch = len(requests)
+        request_ids = list(map(itemgetter(0), requests))
         if policy.kind == "off" or batch == 0:
             # No decoding request (prefill only): nothing to verify; keep drafting ready, unless
             # speculation is off or the draft model paused (then its prefill pass is saved too).
             idle = policy.kind == "off" or (policy.kind == "adaptive" and self.drafter_paused)
             gamma = 0 if policy.kind == "off" else self.last_gamma
             speedup = 1.0 if policy.kind == "off" else self.last_predicted_speedup
-            plan = StepPlan({rid: 0 for rid, _ in requests}, 0 if idle else gamma_max, gamma, speedup)
+            plan = StepPlan(request_ids, [0] * batch, 0 if idle else gamma_max, gamma, speedup)
             plan.run_drafter = not idle or self.config.drafter_is_cheap
         elif policy.kind in ("fixed", "table"):
             gamma = min(policy.fixed_gamma if policy.kind == "fixed" else policy.table_gamma(batch), gamma_max)
-            plan = StepPlan({rid: gamma for rid, _ in requests}, gamma, gamma, self._priced(requests)[1][gamma])
+            plan = StepPlan(request_ids, [gamma] * batch, gamma, gamma, self._priced(requests)[1][gamma])
         else:
-            plan = self._plan_adaptive(requests)
+            plan = self._plan_adaptive(requests, request_ids)
             if not self.config.drafter_is_cheap:
                 self._pause_idle_drafter(plan)
         plan.decision_seconds = time.perf_counter() - started
@@ -135,20 +142,19 @@ class GammaController:
         ratios = self.costs.cost_ratios(len(requests), seq_len)
         return ratios, speedup_curve(ratios, self.acceptance.expected_by_row[GLOBAL_ROW].tolist())
 
-    def _plan_adaptive(self, requests: list[tuple[str, int]]) -> StepPlan:
+    def _plan_adaptive(self, requests: list[tuple[str, int]], request_ids: list[str]) -> StepPlan:
         gamma_max, batch = self.config.gamma_max, len(requests)
         ratios, curve = self._priced(requests)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held
         if self._rng.random() < self.config.explore_probability:
-            return self._explore(requests, curve)
+            return self._explore(request_ids, curve)
 
         next_gamma = min(gamma + 1, gamma_max)
         marginal_cost = ratios[next_gamma] - ratios[next_gamma - 1]
         threshold = max(curve[gamma] * marginal_cost, self.config.min_draft_probability)
         acceptance = self.acceptance
-        request_ids = list(map(itemgetter(0), requests))
         rows = acceptance.rows_of(request_ids)  # [batch]
         # survival decreases in k, so the drafts whose survival beats the threshold are the leading ones
         worth = (acceptance.survival_by_row.take(rows, axis=0) > threshold).sum(axis=1)  # [batch]
@@ -161,17 +167,17 @@ class GammaController:
         low = int(mean_drafts)
         ratio = ratios[low] if low == gamma_max else ratios[low] + (mean_drafts - low) * (ratios[low + 1] - ratios[low])
         speedup = (1.0 + expected / batch) / ratio
-        return StepPlan(dict(zip(request_ids, drafts)), self._proposals(most), most, speedup, draft_threshold=threshold)
+        return StepPlan(request_ids, drafts, self._proposals(most), most, speedup, draft_threshold=threshold)
 
-    def _explore(self, requests: list[tuple[str, int]], curve: list[float]) -> StepPlan:
+    def _explore(self, request_ids: list[str], curve: list[float]) -> StepPlan:
         """Verify γ_e drafts for a random ~B/γ_e of the requests: calibration needs step times at
         several token counts and acceptance needs deep positions, at about one extra plain step's
         tokens (verifying γ_max for everyone would cost several steps at a large batch)."""
-        gamma_max, batch = self.config.gamma_max, len(requests)
+        gamma_max, batch = self.config.gamma_max, len(request_ids)
         gamma = self._rng.randint(1, gamma_max)
         chosen = set(self._rng.sample(range(batch), max(1, min(batch, round(batch / gamma)))))
-        gamma_by_request = {rid: gamma if i in chosen else 0 for i, (rid, _) in enumerate(requests)}
-        return StepPlan(gamma_by_request, gamma_max, gamma, curve[gamma], explored=True)
+        gammas = [gamma if i in chosen else 0 for i in range(batch)]
+        return StepPlan(request_ids, gammas, gamma_max, gamma, curve[gamma], explored=True)
 
     def _pause_idle_drafter(self, plan: StepPlan) -> None:
         """Draft models: pause the drafter once nobody has drafted for a while; probe it now and then.
@@ -190,7 +196,7 @@ class GammaController:
         if plan.gamma > 0 and not plan.explored and (not paused or self._held_gamma > 0):
             self._idle_steps = 0
             return
-        plan.gamma_by_request, plan.gamma = dict.fromkeys(plan.gamma_by_request, 0), 0  # no drafts exist
+        plan.gammas, plan.gamma = [0] * len(plan.gammas), 0  # no drafts exist
         self._idle_steps += 1
         paused_for = self._idle_steps - config.pause_drafter_after_steps
         if paused_for < 0:
@@ -202,7 +208,7 @@ class GammaController:
         else:  # probe: the first step drafts, the following ones verify every draft
             plan.proposals_next_step = config.gamma_max
             if phase > probe_start:
-                plan.gamma_by_request = dict.fromkeys(plan.gamma_by_request, config.gamma_max)
+                plan.gammas = [config.gamma_max] * len(plan.gammas)
                 plan.gamma, plan.explored = config.gamma_max, True
 
     def _proposals(self, most_wanted: int) -> int:

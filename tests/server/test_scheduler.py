@@ -29,7 +29,7 @@ def test_verified_and_shadow_drafts_are_learnt_up_to_the_first_rejection():
     # trimmed drafts: (position, token) of the first draft the plan did not verify; the last one would
     # match what was sampled, but its verified draft was rejected before it, so it was never tried
     shadow = {"all-then-shadow-kept": (2, 23), "shadow-only-rejected": (0, 30), "shadow-not-reached": (1, 98)}
-    pending = PendingStep(StepPlan(dict.fromkeys(ids, 0), 4, 3, 1.0), shadow, batch=4, tokens=10, verified=6,
+    pending = PendingStep(StepPlan(ids, [0] * len(ids), 4, 3, 1.0), shadow, batch=4, tokens=10, verified=6,
                           seq_len=100, decode_only=True, entered=0.0)
     runner_output = SimpleNamespace(req_id_to_index={rid: i for i, rid in enumerate(ids)},
                                     sampled_token_ids=[sampled[rid] for rid in ids])
