@@ -24,13 +24,12 @@ def measure(batch: int, steps: int = 5000, gamma_max: int = 4) -> tuple[list[flo
     controller = GammaController(ControllerConfig(gamma_max=gamma_max, policy=GammaPolicy.parse("adaptive")),
                                  load_model("smollm2-135m"), load_hardware("cpu-local"))
     rng = random.Random(0)
-    requests = [(f"req-{i}", rng.randint(200, 1500)) for i in range(batch)]
-    request_ids = [rid for rid, _ in requests]
+    request_ids = [f"req-{i}" for i in range(batch)]
+    seq_len = sum(rng.randint(200, 1500) for _ in range(batch)) // batch
     drafted = [gamma_max] * batch
     decisions, learning = [], []
     for step in range(steps):
-        requests = [(rid, context + 1) for rid, context in requests]
-        plan = controller.plan(requests)
+        plan = controller.plan(list(request_ids), seq_len + step)  # a new list each step, as the scheduler's
         decisions.append(plan.decision_seconds)
         accepted = [rng.randint(0, gamma_max) for _ in range(batch)]
         started = time.perf_counter()

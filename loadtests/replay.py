@@ -170,21 +170,22 @@ def replay(traces: Sequence[Trace], concurrency: int, controller, step_time: Ste
             arriving.append(_Live(f"r{index}", trace, np.array(trace.prompt + trace.output, dtype=np.int64)))
             if not queue:
                 result.steady_output_tokens, result.steady_seconds = result.output_tokens, result.seconds
-        plan = controller.plan([(r.request_id, r.context) for r in live])
+        kv_positions = sum(r.context for r in live)
+        seq_len = kv_positions // len(live) if live else 0
+        plan = controller.plan([r.request_id for r in live], seq_len)
         if oracle:  # knows the future: each request verifies exactly the drafts that will be accepted
             plan.gammas = [r.accepted_length(r.drafts) for r in live]
         shadow = {}
-        tokens = kv_positions = verified = 0
+        tokens = verified = 0
         for request, keep in zip(live, plan.gammas):
             if len(request.drafts) > keep:
                 shadow[request.request_id] = request.drafts[keep]  # the first draft not verified
                 request.drafts = request.drafts[:keep]
             verified += len(request.drafts)
             tokens += 1 + len(request.drafts)
-            kv_positions += request.context
         seconds = step_time.seconds(tokens, kv_positions, sum(len(r.trace.prompt) for r in arriving))
         if live and not arriving:  # decode-only: the scheduler times these for calibration
-            raw, _ = controller.predicted_step_seconds(len(live), tokens, kv_positions // len(live))
+            raw, _ = controller.predicted_step_seconds(len(live), tokens, seq_len)
             controller.observe_step(len(live), tokens, raw, seconds)
         learnt_ids, learnt_drafted, learnt_accepted = [], [], []  # one `observe` per step, as the scheduler's
         for request in live:

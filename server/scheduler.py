@@ -118,11 +118,12 @@ class SpecgateScheduler(Scheduler):
             self._observe_period(self._timing, entered - self._timing.entered)
             self._timing = None
         decoding = [r for r in self.running if r.num_computed_tokens >= r.num_prompt_tokens]
+        seq_len = sum(r.num_computed_tokens for r in decoding) // len(decoding) if decoding else 0
         if self.controller is None:
             output = super().schedule(*args, **kwargs)
-            self._pending = self._pending_step(None, {}, decoding, output, entered)
+            self._pending = self._pending_step(None, {}, decoding, seq_len, output, entered)
             return output
-        plan = self.controller.plan([(r.request_id, r.num_computed_tokens) for r in decoding])
+        plan = self.controller.plan([r.request_id for r in decoding], seq_len)
         shadow = {}
         for request, keep in zip(decoding, plan.gammas):
             drafts = request.spec_token_ids
@@ -137,15 +138,14 @@ class SpecgateScheduler(Scheduler):
         # A step that proposes nothing leaves nothing to take; a skipped drafter leaves only
         # placeholders, so not taking them also keeps them out of the next step.
         self.expects_draft_tokens = plan.run_drafter and plan.proposals_next_step > 0
-        self._pending = self._pending_step(plan, shadow, decoding, output, entered)
+        self._pending = self._pending_step(plan, shadow, decoding, seq_len, output, entered)
         return output
 
     @staticmethod
-    def _pending_step(plan, shadow, decoding, output, entered: float) -> PendingStep:
+    def _pending_step(plan, shadow, decoding, seq_len: int, output, entered: float) -> PendingStep:
         verified = sum(len(d) for d in output.scheduled_spec_decode_tokens.values())
         decode_only = (not output.scheduled_new_reqs and len(output.num_scheduled_tokens) == len(decoding)
                        and output.total_num_scheduled_tokens == len(decoding) + verified)
-        seq_len = sum(r.num_computed_tokens for r in decoding) // len(decoding) if decoding else 0
         return PendingStep(plan, shadow, len(decoding), output.total_num_scheduled_tokens, verified, seq_len,
                            decode_only and bool(decoding), entered)
 

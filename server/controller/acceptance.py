@@ -36,6 +36,9 @@ class AcceptanceEstimates:
     _row_of: dict[str, int] = field(default_factory=dict)
     _free_rows: list[int] = field(default_factory=list)
     _below: np.ndarray = field(init=False)
+    # The last `rows_of` answer: a step's requests are mostly the last step's, in the same order,
+    # and comparing two lists of the same id objects is cheaper than looking each id up again.
+    _rows_cache: tuple[list[str], np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
         rows = self.capacity + 1
@@ -45,6 +48,7 @@ class AcceptanceEstimates:
         self._free_rows = list(range(rows - 1, GLOBAL_ROW, -1))
         self._below = np.arange(self.gamma_max) < np.arange(self.gamma_max + 1)[:, None]  # [γ+1, γ]: k → positions < k
         self.global_p = self._p_by_row[GLOBAL_ROW]  # a view: the global estimates are row 0
+        self._forget_rows_cache()
         self.set_global([self.prior] * self.gamma_max)
 
     def set_global(self, p: Sequence[float]) -> None:
@@ -84,7 +88,11 @@ class AcceptanceEstimates:
                         self._grow()
                     row = rows[index] = self._row_of[request_ids[index]] = self._free_rows.pop()
                     self._p_by_row[row] = self.global_p
+            self._forget_rows_cache()
         return rows
+
+    def _forget_rows_cache(self) -> None:
+        self._rows_cache = ([], np.empty(0, dtype=np.intp))
 
     def _grow(self) -> None:
         rows = len(self._p_by_row)
@@ -103,11 +111,18 @@ class AcceptanceEstimates:
         row = self._row_of.pop(request_id, None)
         if row is not None:
             self._free_rows.append(row)
+            self._forget_rows_cache()
 
     # ---- reading --------------------------------------------------------------------
-    def rows_of(self, request_ids: Sequence[str]) -> np.ndarray:
-        """Each request's row in the tables; the global row for a request not seen yet."""
-        return np.fromiter(map(self._row_of.get, request_ids, repeat(GLOBAL_ROW)), dtype=np.intp, count=len(request_ids))
+    def rows_of(self, request_ids: list[str]) -> np.ndarray:
+        """Each request's row in the tables (read-only); the global row for a request not seen yet."""
+        cached_ids, cached_rows = self._rows_cache
+        if request_ids == cached_ids:
+            return cached_rows
+        rows = np.fromiter(map(self._row_of.get, request_ids, repeat(GLOBAL_ROW)), dtype=np.intp, count=len(request_ids))
+        rows.flags.writeable = False
+        self._rows_cache = (request_ids.copy(), rows)
+        return rows
 
     def of_request(self, request_id: str) -> list[float] | None:
         row = self._row_of.get(request_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import repeat
 
 from roofline import HardwareSpec, ModelSpec
 from roofline.planner import GammaPlanner
@@ -110,13 +110,12 @@ class GammaController:
         self.config.policy = policy
 
     # ---- decision -------------------------------------------------------------------
-    def plan(self, requests: list[tuple[str, int]]) -> StepPlan:
-        """`requests`: (request id, context length) of the decoding requests this step."""
+    def plan(self, request_ids: list[str], seq_len: int) -> StepPlan:
+        """`request_ids`: the decoding requests this step; `seq_len`: their mean context length."""
         started = time.perf_counter()
         self._steps += 1
         policy, gamma_max = self.config.policy, self.config.gamma_max
-        batch = len(requests)
-        request_ids = list(map(itemgetter(0), requests))
+        batch = len(request_ids)
         if policy.kind == "off" or batch == 0:
             # No decoding request (prefill only): nothing to verify; keep drafting ready, unless
             # speculation is off or the draft model paused (then its prefill pass is saved too).
@@ -127,24 +126,23 @@ class GammaController:
             plan.run_drafter = not idle or self.config.drafter_is_cheap
         elif policy.kind in ("fixed", "table"):
             gamma = min(policy.fixed_gamma if policy.kind == "fixed" else policy.table_gamma(batch), gamma_max)
-            plan = StepPlan(request_ids, [gamma] * batch, gamma, gamma, self._priced(requests)[1][gamma])
+            plan = StepPlan(request_ids, [gamma] * batch, gamma, gamma, self._priced(batch, seq_len)[1][gamma])
         else:
-            plan = self._plan_adaptive(requests, request_ids)
+            plan = self._plan_adaptive(request_ids, seq_len)
             if not self.config.drafter_is_cheap:
                 self._pause_idle_drafter(plan)
         plan.decision_seconds = time.perf_counter() - started
         self.last_gamma, self.last_predicted_speedup = plan.gamma, plan.predicted_speedup
         return plan
 
-    def _priced(self, requests: list[tuple[str, int]]) -> tuple[list[float], list[float]]:
+    def _priced(self, batch: int, seq_len: int) -> tuple[list[float], list[float]]:
         """(cost ratio by γ, predicted speedup by γ from the global estimates) for this batch."""
-        seq_len = sum(map(itemgetter(1), requests)) // len(requests)
-        ratios = self.costs.cost_ratios(len(requests), seq_len)
+        ratios = self.costs.cost_ratios(batch, seq_len)
         return ratios, speedup_curve(ratios, self.acceptance.expected_by_row[GLOBAL_ROW].tolist())
 
-    def _plan_adaptive(self, requests: list[tuple[str, int]], request_ids: list[str]) -> StepPlan:
-        gamma_max, batch = self.config.gamma_max, len(requests)
-        ratios, curve = self._priced(requests)
+    def _plan_adaptive(self, request_ids: list[str], seq_len: int) -> StepPlan:
+        gamma_max, batch = self.config.gamma_max, len(request_ids)
+        ratios, curve = self._priced(batch, seq_len)
         best = max(range(len(curve)), key=curve.__getitem__)
         held = min(self._held_gamma, gamma_max)
         gamma = self._held_gamma = best if curve[best] > curve[held] * (1.0 + self.config.hysteresis) else held
@@ -159,24 +157,25 @@ class GammaController:
         # survival decreases in k, so the drafts whose survival beats the threshold are the leading ones
         worth = (acceptance.survival_by_row.take(rows, axis=0) > threshold).sum(axis=1)  # [batch]
         expected = float(acceptance.expected_by_row.take(rows * (gamma_max + 1) + worth).sum())  # flat [row, worth]
-        drafts = worth.tolist()
-        most = max(drafts)
+        most = int(worth.max())
         # Predicted speedup of this allocation: tokens per request over the step's cost ratio,
         # interpolated at the mean number of drafts per request.
-        mean_drafts = sum(drafts) / batch
+        mean_drafts = int(worth.sum()) / batch
         low = int(mean_drafts)
         ratio = ratios[low] if low == gamma_max else ratios[low] + (mean_drafts - low) * (ratios[low + 1] - ratios[low])
         speedup = (1.0 + expected / batch) / ratio
-        return StepPlan(request_ids, drafts, self._proposals(most), most, speedup, draft_threshold=threshold)
+        return StepPlan(request_ids, worth.tolist(), self._proposals(most), most, speedup, draft_threshold=threshold)
 
     def _explore(self, request_ids: list[str], curve: list[float]) -> StepPlan:
-        """Verify γ_e drafts for a random ~B/γ_e of the requests: calibration needs step times at
-        several token counts and acceptance needs deep positions, at about one extra plain step's
-        tokens (verifying γ_max for everyone would cost several steps at a large batch)."""
+        """Verify γ_e drafts for every γ_e-th request from a random start (~B/γ_e of them, each
+        with chance 1/γ_e): calibration needs step times at several token counts and acceptance
+        needs deep positions, at about one extra plain step's tokens (verifying γ_max for
+        everyone would cost several steps at a large batch)."""
         gamma_max, batch = self.config.gamma_max, len(request_ids)
         gamma = self._rng.randint(1, gamma_max)
-        chosen = set(self._rng.sample(range(batch), max(1, min(batch, round(batch / gamma)))))
-        gammas = [gamma if i in chosen else 0 for i in range(batch)]
+        gammas = [0] * batch
+        start = self._rng.randrange(min(gamma, batch))
+        gammas[start::gamma] = repeat(gamma, len(range(start, batch, gamma)))
         return StepPlan(request_ids, gammas, gamma_max, gamma, curve[gamma], explored=True)
 
     def _pause_idle_drafter(self, plan: StepPlan) -> None:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roofline import load_hardware, load_model
-from server.controller.acceptance import AcceptanceEstimates
+from server.controller.acceptance import GLOBAL_ROW, AcceptanceEstimates
 from server.controller.controller import ControllerConfig, GammaController
 from server.controller.policy import GammaPolicy
 
@@ -16,8 +16,11 @@ def make_controller(policy="adaptive", gamma_max=4, **config):
                            load_model("smollm2-135m"), load_hardware("cpu-local"))
 
 
-def batch(n, context=512, prefix="r"):
-    return [(f"{prefix}{i}", context) for i in range(n)]
+CONTEXT = 512
+
+
+def batch(n, prefix="r"):
+    return [f"{prefix}{i}" for i in range(n)]
 
 
 def set_global_acceptance(controller, p):
@@ -42,12 +45,12 @@ def test_table_follows_vllm_rule_gaps_carry_forward():
 
 
 def test_fixed_table_and_off_policies_apply_to_every_request():
-    assert set(make_controller("fixed:3").plan(batch(5)).gamma_by_request.values()) == {3}
-    assert set(make_controller("fixed:9").plan(batch(5)).gamma_by_request.values()) == {4}  # capped at γ_max
+    assert set(make_controller("fixed:3").plan(batch(5), CONTEXT).gamma_by_request.values()) == {3}
+    assert set(make_controller("fixed:9").plan(batch(5), CONTEXT).gamma_by_request.values()) == {4}  # capped at γ_max
     table = make_controller("table:[[1,4,4],[5,64,1]]")
-    assert set(table.plan(batch(2)).gamma_by_request.values()) == {4}
-    assert set(table.plan(batch(8)).gamma_by_request.values()) == {1}
-    off = make_controller("off").plan(batch(3))
+    assert set(table.plan(batch(2), CONTEXT).gamma_by_request.values()) == {4}
+    assert set(table.plan(batch(8), CONTEXT).gamma_by_request.values()) == {1}
+    off = make_controller("off").plan(batch(3), CONTEXT)
     assert set(off.gamma_by_request.values()) == {0} and off.proposals_next_step == 0
 
 
@@ -55,14 +58,14 @@ def test_fixed_table_and_off_policies_apply_to_every_request():
 def test_high_acceptance_small_batch_speculates_fully():
     controller = make_controller()
     set_global_acceptance(controller, 0.9)
-    plan = controller.plan(batch(1))
+    plan = controller.plan(batch(1), CONTEXT)
     assert plan.gamma == 4 and plan.gamma_by_request == {"r0": 4} and plan.predicted_speedup > 1.5
 
 
 def test_zero_acceptance_turns_speculation_off():
     controller = make_controller(hysteresis=0.0)
     set_global_acceptance(controller, 0.0)
-    plan = controller.plan(batch(8))
+    plan = controller.plan(batch(8), CONTEXT)
     assert plan.gamma == 0 and set(plan.gamma_by_request.values()) == {0}
     assert plan.predicted_speedup == pytest.approx(1.0)
 
@@ -73,7 +76,7 @@ def test_gamma_never_rises_with_batch_in_compute_bound_regime():
     gammas = []
     for size in (1, 64, 256, 1024, 4096):
         controller._held_gamma = 4
-        gammas.append(controller.plan(batch(size, context=64)).gamma)
+        gammas.append(controller.plan(batch(size), 64).gamma)
     assert gammas == sorted(gammas, reverse=True)
     assert gammas[-1] < gammas[0]
 
@@ -83,7 +86,7 @@ def test_a_copying_request_gets_more_drafts_than_a_wandering_one():
     set_global_acceptance(controller, 0.5)
     for _ in range(20):
         controller.acceptance.observe(["copier", "wanderer"], drafted=[4, 4], accepted=[4, 0])
-    plan = controller.plan([("copier", 512), ("wanderer", 512)] + batch(30))
+    plan = controller.plan(["copier", "wanderer"] + batch(30), CONTEXT)
     assert plan.gamma_by_request["copier"] > plan.gamma_by_request["wanderer"]
     assert plan.gamma_by_request["wanderer"] == 0
 
@@ -91,15 +94,15 @@ def test_a_copying_request_gets_more_drafts_than_a_wandering_one():
 def test_hysteresis_holds_gamma_against_small_gains():
     controller = make_controller(hysteresis=0.5)
     set_global_acceptance(controller, 0.55)
-    first = controller.plan(batch(4)).gamma
+    first = controller.plan(batch(4), CONTEXT).gamma
     set_global_acceptance(controller, 0.6)
-    assert controller.plan(batch(4)).gamma == first
+    assert controller.plan(batch(4), CONTEXT).gamma == first
 
 
 def test_shadow_proposals_keep_estimates_fresh_when_nobody_drafts():
     controller = make_controller(hysteresis=0.0, shadow_every_steps=4)
     set_global_acceptance(controller, 0.0)
-    proposals = [controller.plan(batch(4)).proposals_next_step for _ in range(8)]
+    proposals = [controller.plan(batch(4), CONTEXT).proposals_next_step for _ in range(8)]
     assert proposals.count(0) == 6 and proposals.count(4) == 2
 
 
@@ -126,9 +129,9 @@ def test_calibrated_costly_verification_lowers_gamma_at_large_batch():
             controller.observe_step(size, size * q, raw, 0.020 + 0.002 * size * q)
     controller.recalibrate()
     controller._held_gamma = 4
-    small = controller.plan(batch(1)).gamma
+    small = controller.plan(batch(1), CONTEXT).gamma
     controller._held_gamma = 4
-    large = controller.plan(batch(64)).gamma
+    large = controller.plan(batch(64), CONTEXT).gamma
     assert small > large
 
 
@@ -160,6 +163,17 @@ def test_requests_past_the_first_rows_grow_the_tables_and_forgotten_rows_are_reu
     assert set(estimates.tracked_request_ids()) == set(ids[1:]) | {"new"}
 
 
+def test_rows_of_a_repeated_batch_follow_requests_seen_and_forgotten_in_between():
+    estimates = AcceptanceEstimates(gamma_max=2)
+    step = ["a", "b"]
+    assert estimates.rows_of(list(step)).tolist() == [GLOBAL_ROW, GLOBAL_ROW]  # unseen
+    estimates.observe(["a"], drafted=[1], accepted=[1])
+    a_row = estimates.rows_of(list(step))[0]
+    assert a_row != GLOBAL_ROW and estimates.rows_of(list(step)).tolist() == [a_row, GLOBAL_ROW]
+    estimates.forget("a")
+    assert estimates.rows_of(list(step)).tolist() == [GLOBAL_ROW, GLOBAL_ROW]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=8), st.floats(0.0, 1.0))
 def test_each_request_gets_the_leading_drafts_whose_survival_beats_the_threshold(outcomes, acceptance):
@@ -167,7 +181,7 @@ def test_each_request_gets_the_leading_drafts_whose_survival_beats_the_threshold
     set_global_acceptance(controller, acceptance)
     ids = [f"r{i}" for i in range(len(outcomes))]
     controller.acceptance.observe(ids, [d for d, _ in outcomes], [min(a, d) for d, a in outcomes])
-    plan = controller.plan([(rid, 512) for rid in ids] + [("unseen", 512)])
+    plan = controller.plan([*ids, "unseen"], CONTEXT)
     threshold = plan.draft_threshold
     for rid in ids + ["unseen"]:
         survival = controller.acceptance.survival(rid) if rid != "unseen" else global_survival(controller)
@@ -198,7 +212,7 @@ def test_estimates_stay_probabilities(observations):
 def test_plan_gammas_are_within_bounds(size, acceptance, policy):
     controller = make_controller(policy, hysteresis=0.0)
     set_global_acceptance(controller, acceptance)
-    plan = controller.plan(batch(size))
+    plan = controller.plan(batch(size), CONTEXT)
     assert set(plan.gamma_by_request) == {f"r{i}" for i in range(size)}
     assert all(0 <= g <= 4 for g in plan.gamma_by_request.values())
     assert 0 <= plan.proposals_next_step <= 4
@@ -209,10 +223,14 @@ def test_plan_gammas_are_within_bounds(size, acceptance, policy):
 def test_exploration_verifies_about_one_extra_step_of_tokens():
     controller = make_controller(gamma_max=8, explore_probability=0.99)
     set_global_acceptance(controller, 0.0)
+    explored = set()
     for _ in range(50):
-        plan = controller.plan(batch(64))
+        plan = controller.plan(batch(64), CONTEXT)
         if plan.explored:
             assert sum(plan.gamma_by_request.values()) <= 64 + 8
+            if plan.gamma >= 2:  # (γ = 1 explores everyone)
+                explored.update(request_id for request_id, gamma in plan.gamma_by_request.items() if gamma)
+    assert explored == set(batch(64))  # nobody is left out of exploration for good
 
 
 def draft_model_controller(**config):
@@ -226,7 +244,7 @@ def draft_model_controller(**config):
 def test_an_idle_draft_model_is_paused_and_probed_now_and_then():
     controller = draft_model_controller()
     set_global_acceptance(controller, 0.0)
-    plans = [controller.plan(batch(4)) for _ in range(4 + 32)]
+    plans = [controller.plan(batch(4), CONTEXT) for _ in range(4 + 32)]
     assert all(p.run_drafter for p in plans[:3])
     paused = [p for p in plans[4:] if not p.run_drafter]
     assert len(paused) == 2 * (16 - 3) and all(p.proposals_next_step == 0 and p.gamma == 0 for p in paused)
@@ -242,34 +260,34 @@ def test_the_drafter_resumes_when_drafting_pays_again():
     controller = draft_model_controller()
     set_global_acceptance(controller, 0.0)
     for _ in range(8):
-        controller.plan(batch(4))
-    assert not controller.plan(batch(4)).run_drafter
+        controller.plan(batch(4), CONTEXT)
+    assert not controller.plan(batch(4), CONTEXT).run_drafter
     set_global_acceptance(controller, 0.95)
-    plan = controller.plan(batch(1))
+    plan = controller.plan(batch(1), CONTEXT)
     assert plan.run_drafter and plan.gamma > 0 and controller.status()["drafter_paused"] is False
 
 
 def test_a_paused_drafter_skips_prefill_only_steps_too():
     controller = draft_model_controller()
     set_global_acceptance(controller, 0.0)
-    assert controller.plan([]).run_drafter  # running: drafts for the new request are prepared
+    assert controller.plan([], 0).run_drafter  # running: drafts for the new request are prepared
     for _ in range(8):
-        controller.plan(batch(1))
-    prefill = controller.plan([])
+        controller.plan(batch(1), CONTEXT)
+    prefill = controller.plan([], 0)
     assert not prefill.run_drafter and prefill.proposals_next_step == 0
     fixed = draft_model_controller(policy="fixed:2")
-    assert fixed.plan([]).run_drafter and fixed.plan([]).proposals_next_step == 4
+    assert fixed.plan([], 0).run_drafter and fixed.plan([], 0).proposals_next_step == 4
 
 
 def test_one_lucky_request_does_not_restart_a_paused_drafter():
     controller = draft_model_controller()
     set_global_acceptance(controller, 0.0)
     for _ in range(8):
-        controller.plan(batch(4))
+        controller.plan(batch(4), CONTEXT)
     for _ in range(3):  # a probe's few accepted tokens lift one request's own estimate
         controller.acceptance.observe(["r0"], [4], [4])
     assert controller.acceptance.survival("r0")[0] > 0.5
-    plans = [controller.plan(batch(4)) for _ in range(4)]
+    plans = [controller.plan(batch(4), CONTEXT) for _ in range(4)]
     assert not any(p.run_drafter or p.gamma for p in plans)
     assert controller.status()["drafter_paused"] is True
 
@@ -279,11 +297,11 @@ def test_a_running_drafter_still_drafts_for_the_requests_worth_it():
     set_global_acceptance(controller, 0.0)
     controller.acceptance.observe(["r0"], [4], [4])
     controller.acceptance.observe(["r0"], [4], [4])
-    plan = controller.plan(batch(4))
+    plan = controller.plan(batch(4), CONTEXT)
     assert plan.run_drafter and plan.gamma_by_request["r0"] > 0 and plan.gamma_by_request["r1"] == 0
 
 
 def test_cheap_drafters_are_never_paused():
     controller = make_controller(hysteresis=0.0, pause_drafter_after_steps=2)
     set_global_acceptance(controller, 0.0)
-    assert all(controller.plan(batch(4)).run_drafter for _ in range(64))
+    assert all(controller.plan(batch(4), CONTEXT).run_drafter for _ in range(64))
