@@ -183,17 +183,10 @@ def test_each_request_gets_the_leading_drafts_whose_survival_beats_the_threshold
     controller.acceptance.observe(ids, [d for d, _ in outcomes], [min(a, d) for d, a in outcomes])
     plan = controller.plan([*ids, "unseen"], CONTEXT)
     threshold = plan.draft_threshold
+    estimates = controller.acceptance
     for rid in ids + ["unseen"]:
-        survival = controller.acceptance.survival(rid) if rid != "unseen" else global_survival(controller)
+        survival = estimates.survival(rid) or estimates.survival_by_row[GLOBAL_ROW].tolist()  # unseen: the global row
         assert plan.gamma_by_request[rid] == next((k for k, s in enumerate(survival) if s <= threshold), 6)
-
-
-def global_survival(controller):
-    survival, reached = [], 1.0
-    for p in controller.acceptance.global_p.tolist():
-        reached *= p
-        survival.append(reached)
-    return survival
 
 
 @settings(max_examples=200, deadline=None)
