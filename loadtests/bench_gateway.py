@@ -80,9 +80,9 @@ def report_paired_ttft(ttfts: dict[str, list[float]]) -> dict:
     gateway, peer = ttfts["gateway"], ttfts["vllm"]
     differences = [g - v for g, v in zip(gateway, peer)]
     ratios = [g / v for g, v in zip(gateway, peer)]
-    result = {"pairs": len(differences), "gateway_ttft_median_seconds": statistics.median(gateway),
-              "vllm_ttft_median_seconds": statistics.median(peer),
-              "ttft_median_ratio": statistics.median(gateway) / statistics.median(peer),
+    gateway_median, peer_median = statistics.median(gateway), statistics.median(peer)
+    result = {"pairs": len(differences), "gateway_ttft_median_seconds": gateway_median,
+              "vllm_ttft_median_seconds": peer_median, "ttft_median_ratio": gateway_median / peer_median,
               "paired_ratio_median": statistics.median(ratios),
               "paired_difference_median_seconds": statistics.median(differences),
               "gateway_slower_pairs": sum(d > 0 for d in differences), "ttfts": ttfts}
